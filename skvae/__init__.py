@@ -1,0 +1,8 @@
+"""scikit-learn estimators backed by variational autoencoders."""
+
+from ._density import VAEDensityEstimator
+from ._transformer import VAETransformer
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["VAEDensityEstimator", "VAETransformer", "__version__"]

@@ -1,0 +1,496 @@
+"""_BaseVAE: parameters, fit/partial_fit plumbing and the numpy <-> torch boundary."""
+
+import warnings
+from contextlib import contextmanager
+from copy import deepcopy
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.special import logit
+from skorch.callbacks import Callback, ProgressBar
+from skorch.dataset import ValidSplit
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._engine import StoppingRule, VAENet
+from ._likelihoods import LIKELIHOODS
+from ._module import ACTIVATIONS, VAEModule
+from ._sklearn_compat import Interval, StrOptions, _fit_context
+
+# Elements of the largest activation tensor scoring builds at once (64 MB in
+# float32); rows and importance draws are chunked to stay under it.
+_CHUNK_ELEMENTS = 2**24
+# BLAS picks other kernels (other summation orders) for matrices of very few
+# rows; padding every inference chunk to this many rows keeps each row's result
+# independent of the rows computed with it, to the last bit.
+_MIN_CHUNK_ROWS = 16
+# Early stopping with early_stopping='auto' needs this many held-out rows.
+_MIN_VALIDATION_ROWS = 20
+
+
+@contextmanager
+def _seeded_torch(seed, device):
+    """Seed torch's generator for ``device`` inside the block, restoring it after."""
+    device = torch.device(device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+        yield
+
+
+def _derive_seed(seed, *keys):
+    """A new 31-bit seed from ``seed`` and integer keys (independent streams)."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
+
+
+def _rows_as_tensor(block):
+    """A torch view of a numpy block; read-only arrays are copied (torch needs writable)."""
+    block = np.asarray(block)
+    if not block.flags.writeable:
+        block = block.copy()
+    return torch.from_numpy(block)
+
+
+class _BaseVAE:
+    """Shared parameters and fit plumbing of the skvae estimators.
+
+    A mixin placed before scikit-learn's mixins (whose ``score`` it overrides)
+    and before ``BaseEstimator``, which stays right-most.
+    """
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "bounds": [None, tuple, list],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "bound": [StrOptions({"iwae", "elbo"})],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "device": [StrOptions({"cpu", "cuda", "auto"}), torch.device],
+        "verbose": ["verbose"],
+        "callbacks": [None, list],
+    }
+
+    def __init__(
+        self,
+        n_components=8,
+        *,
+        hidden_layer_sizes=(128, 128),
+        activation="relu",
+        likelihood="gaussian",
+        bounds=None,
+        beta=1.0,
+        n_importance_samples=100,
+        bound="iwae",
+        batch_size="auto",
+        max_iter=200,
+        learning_rate_init=1e-3,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+        callbacks=None,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.likelihood = likelihood
+        self.bounds = bounds
+        self.beta = beta
+        self.n_importance_samples = n_importance_samples
+        self.bound = bound
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate_init = learning_rate_init
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+        self.callbacks = callbacks
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the VAE to X by maximising the ELBO with Adam.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Run one epoch over X, initialising the model on the first call.
+
+        The data scaling is computed from the first call's X and kept.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of training data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._fit(X, incremental=True)
+
+    def score_samples(self, X):
+        """Estimate the log-density log p(x) of each row, in nats.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score, in the same space as the training data.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+            IWAE or ELBO estimate of log p(x) per row (see ``bound``); higher
+            means more likely.
+        """
+        X = self._validate_X(X)
+        module = self.net_.module_
+        K = self.n_importance_samples
+        eps = torch.randn(
+            K, self.n_components, generator=torch.Generator().manual_seed(self._seed)
+        )
+        width = max(self.n_features_in_, self.n_components, *self._hidden_sizes())
+        rows = max(1, _CHUNK_ELEMENTS // (K * width))
+        k_chunk = max(1, _CHUNK_ELEMENTS // (rows * width))
+
+        def log_marginal(x):
+            return module.log_marginal(x, eps, bound=self.bound, k_chunk=k_chunk)
+
+        return self._map_rows(log_marginal, X, rows_per_chunk=rows).astype(np.float64)
+
+    def score(self, X, y=None):
+        """Mean log-density of X, in nats per sample (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        score : float
+            ``score_samples(X).mean()``.
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw new rows from the model: z ~ p(z), then x ~ p(x|z).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of rows to draw.
+
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws; None uses numpy's global random state, as
+            ``KernelDensity.sample`` does.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Rows in data space.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool):
+            raise TypeError(f"n_samples must be an integer, got {type(n_samples).__name__}.")
+        if n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples}. "
+                "The sampling requires at least one sample."
+            )
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        module, device = self.net_.module_, self.net_.device
+        rows = max(1, _CHUNK_ELEMENTS // max(self.n_features_in_, *self._hidden_sizes()))
+        out = []
+        with _seeded_torch(seed, device), torch.inference_mode():
+            for start in range(0, n_samples, rows):
+                n = min(rows, n_samples - start)
+                z = module.prior().sample((n,))
+                out.append(module.postprocess(module.decode(z).sample()).cpu())
+        return torch.cat(out).numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+    # -- fitting -----------------------------------------------------------------
+
+    def _fit(self, X, *, incremental):
+        first_call = not (hasattr(self, "net_") and (incremental or self.warm_start))
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_call)
+        if incremental and self.early_stopping is True:
+            raise ValueError("partial_fit does not support early_stopping=True.")
+        self._check_data(X)
+        early = self._use_early_stopping(len(X), incremental)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        if first_call:
+            net = self._make_net(X, seed)
+            self._seed = seed
+        else:
+            net = self.net_
+        epochs = 1 if incremental else self.max_iter
+        self._configure_net(net, len(X), early=early, epochs=epochs, seed=seed)
+        net.initialize_callbacks()
+        with _seeded_torch(_derive_seed(seed, len(net.history)), net.device):
+            net.partial_fit(self._training_data(X))
+        self.net_ = net
+        self._record_history(early)
+        stopped = dict(net.callbacks_)["stopping"].stopped_
+        if not incremental and not stopped:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
+                "the optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def _make_net(self, X, seed):
+        """Build and initialise (seeded) a net whose module sees X's scaling."""
+        scaling = {}
+        if self.likelihood == "gaussian":
+            low, high = self._bounds_arrays(X.shape[1])
+            shift, scale = _data_statistics(X, low, high)
+            scaling = dict(shift=shift, scale=scale, low=low, high=high)
+        net = VAENet(
+            VAEModule,
+            module__n_features=X.shape[1],
+            module__n_components=self.n_components,
+            module__hidden_layer_sizes=self._hidden_sizes(),
+            module__activation=self.activation,
+            module__likelihood=self.likelihood,
+            **{f"module__{k}": v for k, v in scaling.items()},
+            optimizer=torch.optim.Adam,
+            lr=self.learning_rate_init,
+            device=_resolve_device(self.device),
+        )
+        self._configure_net(net, len(X), early=False, epochs=self.max_iter, seed=seed)
+        with _seeded_torch(seed, net.device):
+            net.initialize()
+        return net
+
+    def _configure_net(self, net, n_samples, *, early, epochs, seed):
+        """Set what may change between calls: epochs, batches, stopping, callbacks."""
+        net.max_epochs = epochs
+        net.batch_size = self._batch_size(n_samples)
+        net.beta = self.beta
+        net.seed = _derive_seed(seed, len(net.history or ()), 1)
+        net.verbose = self.verbose
+        net.train_split = (
+            ValidSplit(self.validation_fraction, stratified=False, random_state=seed)
+            if early
+            else None
+        )
+        if getattr(net, "initialized_", False):
+            for group in net.optimizer_.param_groups:
+                group["lr"] = self.learning_rate_init
+        rule = StoppingRule(
+            monitor="valid_loss" if early else "train_loss",
+            patience=self.n_iter_no_change,
+            threshold=self.tol,
+            threshold_mode="abs",
+            load_best=early,
+        )
+        extra = [("progress_bar", ProgressBar())] if self.verbose else []
+        net.callbacks = [("stopping", rule), *extra, *self._user_callbacks()]
+
+    def _training_data(self, X):
+        """A tensor view of in-memory X (no copy); read-only arrays stay numpy."""
+        return torch.from_numpy(X) if X.flags.writeable else X
+
+    def _record_history(self, early):
+        epochs = [row for row in self.net_.history if "train_loss" in row]
+        self.n_iter_ = len(epochs)
+        self.loss_curve_ = [float(row["train_loss"]) for row in epochs]
+        self.validation_scores_ = None
+        self.best_validation_score_ = None
+        if early:
+            scores = [-float(row["valid_loss"]) for row in epochs if "valid_loss" in row]
+            self.validation_scores_ = scores
+            self.best_validation_score_ = max(scores)
+
+    # -- checks and resolved settings -------------------------------------------
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        if any(not isinstance(s, Integral) or s <= 0 for s in sizes):
+            raise ValueError(
+                f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes}."
+            )
+        return tuple(int(s) for s in sizes)
+
+    def _bounds_arrays(self, n_features):
+        """``bounds`` as two float arrays of shape (n_features,), or (None, None)."""
+        if self.bounds is None:
+            return None, None
+        try:
+            low, high = (np.broadcast_to(np.asarray(b, dtype=float), (n_features,)) for b in self.bounds)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "bounds must be a (low, high) pair of numbers or of arrays of shape "
+                f"(n_features,) = ({n_features},), got {self.bounds!r}."
+            ) from None
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
+            raise ValueError(f"bounds must be finite with low < high, got {self.bounds!r}.")
+        return low.copy(), high.copy()
+
+    def _check_data(self, X):
+        """Data-dependent checks: the likelihood's support and the bounds."""
+        self._hidden_sizes()
+        support = LIKELIHOODS[self.likelihood].support
+        if self.bounds is not None and self.likelihood != "gaussian":
+            raise ValueError(
+                f"bounds is only used with likelihood='gaussian', got "
+                f"likelihood={self.likelihood!r}; set bounds=None."
+            )
+        if X.size == 0:
+            return
+        lo, hi = X.min(), X.max()
+        if support == "binary" and not np.isin(X, (0, 1)).all():
+            raise ValueError(
+                f"likelihood='bernoulli' requires binary data in {{0, 1}}; X has values in "
+                f"[{lo:.4g}, {hi:.4g}]. Use likelihood='continuous_bernoulli' for data in "
+                "[0, 1] or likelihood='gaussian' for real-valued data."
+            )
+        if support == "unit_interval" and (lo < 0 or hi > 1):
+            raise ValueError(
+                f"likelihood='continuous_bernoulli' requires data in [0, 1]; X has values "
+                f"in [{lo:.4g}, {hi:.4g}]. Scale X to [0, 1] (e.g. with MinMaxScaler) or "
+                "use likelihood='gaussian'."
+            )
+        low, high = self._bounds_arrays(X.shape[1])
+        if low is not None and not (np.all(X > low) and np.all(X < high)):
+            raise ValueError(
+                f"X must lie strictly inside bounds={self.bounds!r}; X has values in "
+                f"[{lo:.4g}, {hi:.4g}]. Widen the bounds or use bounds=None."
+            )
+
+    def _use_early_stopping(self, n_samples, incremental):
+        if incremental:
+            return False
+        if self.early_stopping == "auto":
+            return n_samples * self.validation_fraction >= _MIN_VALIDATION_ROWS
+        return bool(self.early_stopping)
+
+    def _batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return max(1, min(128, n_samples))
+        if self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going "
+                "to be clipped",
+                UserWarning,
+            )
+        return max(1, min(self.batch_size, n_samples))
+
+    def _user_callbacks(self):
+        callbacks = []
+        for item in self.callbacks or []:
+            cb = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+            if not isinstance(cb, Callback) and not (isinstance(cb, type) and issubclass(cb, Callback)):
+                raise TypeError(
+                    "callbacks must hold skorch callbacks or (name, callback) pairs, got "
+                    f"{item!r}."
+                )
+            callbacks.append(deepcopy(item))
+        return callbacks
+
+    # -- inference ---------------------------------------------------------------
+
+    def _validate_X(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        self._check_data(X)
+        return X
+
+    def _map_rows(self, fn, X, *, rows_per_chunk):
+        """Apply ``fn(module, x_chunk) -> tensor`` to row chunks of X under inference_mode."""
+        device = self.net_.device
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(X), rows_per_chunk):
+                x = _rows_as_tensor(X[start : start + rows_per_chunk]).to(device)
+                n = len(x)
+                if n < _MIN_CHUNK_ROWS:
+                    x = torch.cat([x, x[:1].expand(_MIN_CHUNK_ROWS - n, -1)])
+                out.append(fn(x)[:n].cpu())
+        if not out:
+            return np.empty((0,))
+        return torch.cat(out).numpy()
+
+    def _decoder_mean(self, Z):
+        """Mean of p(x|z) in data space for latent rows Z (float64)."""
+        module = self.net_.module_
+        return self._map_rows(
+            lambda z: module.postprocess(module.decode(z.to(torch.float32)).mean),
+            Z,
+            rows_per_chunk=max(1, _CHUNK_ELEMENTS // max(self.n_features_in_, *self._hidden_sizes())),
+        )
+
+
+def _data_statistics(X, low, high, chunk_rows=65536):
+    """Per-feature mean and scale of X (logit-mapped when bounded), in one streaming pass."""
+    scaler = StandardScaler()
+    for start in range(0, len(X), chunk_rows):
+        block = np.asarray(X[start : start + chunk_rows], dtype=np.float64)
+        if low is not None:
+            block = logit((block - low) / (high - low))
+        scaler.partial_fit(block)
+    return scaler.mean_, scaler.scale_
+
+
+def _resolve_device(device):
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available on this machine; use "
+            "device='cpu' or device='auto'."
+        )
+    return device

@@ -1,0 +1,61 @@
+"""VAEDensityEstimator: log p(x) estimates and sampling from a VAE."""
+
+from sklearn.base import BaseEstimator, DensityMixin
+
+from ._base import _BaseVAE
+from ._docstrings import fill_doc
+
+
+class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
+    __doc__ = fill_doc(
+        """Density estimation with a variational autoencoder.
+
+    Fits a VAE by maximising the evidence lower bound and estimates the
+    log-density of new rows with the importance-weighted bound, so
+    ``score_samples`` can rank anomalies and ``score`` can compare models by
+    held-out likelihood, like :class:`~sklearn.mixture.GaussianMixture` or
+    :class:`~sklearn.neighbors.KernelDensity`.
+
+    Parameters
+    ----------
+{parameters}
+
+    Attributes
+    ----------
+{attributes}
+
+    See Also
+    --------
+    VAETransformer : The same model, presented as a transformer.
+    sklearn.mixture.GaussianMixture : A mixture of Gaussians.
+    sklearn.neighbors.KernelDensity : Kernel density estimation.
+
+    Notes
+    -----
+{score_notes}
+
+    ``score`` is the mean of ``score_samples`` in nats per sample (the
+    GaussianMixture convention), not the sum that ``KernelDensity.score``
+    returns.
+
+    References
+    ----------
+    Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes.
+    ICLR.
+
+    Burda, Y., Grosse, R. and Salakhutdinov, R. (2016). Importance Weighted
+    Autoencoders. ICLR.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvae import VAEDensityEstimator
+    >>> X = np.random.default_rng(0).normal(size=(200, 3))
+    >>> de = VAEDensityEstimator(n_components=2, hidden_layer_sizes=(16,),
+    ...                          max_iter=5, random_state=0).fit(X)
+    >>> de.score_samples(X[:4]).shape
+    (4,)
+    >>> de.sample(3, random_state=0).shape
+    (3, 3)
+    """
+    )

@@ -1,0 +1,140 @@
+"""Docstring text shared by the estimators, inserted with ``str.format``."""
+
+import textwrap
+
+_PARAMETERS = """\
+n_components : int, default=8
+    Dimension of the latent space z (as in PCA).
+
+hidden_layer_sizes : tuple of int, default=(128, 128)
+    Widths of the encoder's hidden layers; the decoder mirrors them. ``()``
+    gives a linear encoder and decoder: with the Gaussian likelihood the model
+    is then factor analysis, x ~ N(b, W W^T + diag(s^2)).
+
+activation : {'identity', 'logistic', 'tanh', 'relu', 'elu', 'silu'}, \
+default='relu'
+    Activation of the hidden layers.
+
+likelihood : {'gaussian', 'bernoulli', 'continuous_bernoulli'}, \
+default='gaussian'
+    Family of the decoder p(x|z). ``'gaussian'``: real data; mean and
+    standard deviation are learned (per sample with hidden layers, per feature
+    without), the deviation bounded below by 1e-3 in standardised units.
+    ``'bernoulli'``: binary data in {0, 1}. ``'continuous_bernoulli'``: data
+    in [0, 1] (a proper density there, unlike the Bernoulli).
+
+bounds : tuple (low, high) or None, default=None
+    For the Gaussian likelihood, data known to lie strictly inside
+    ``(low, high)`` (pixel intensities, proportions); each bound is a number or
+    an array of shape (n_features,). The model works on
+    ``logit((x - low) / (high - low))`` and reports densities in data space.
+
+beta : float, default=1.0
+    Weight of the KL term in the training objective (beta-VAE). Scores and
+    ``validation_scores_`` always use the true bound (beta=1).
+
+n_importance_samples : int, default=100
+    K, the number of latent draws per row used by :meth:`score_samples` and
+    :meth:`score`. Larger K gives a tighter, less noisy estimate at K times
+    the cost.
+
+bound : {'iwae', 'elbo'}, default='iwae'
+    Estimate returned by :meth:`score_samples`: the importance-weighted
+    bound IWAE_K (Burda et al., 2015), which approaches log p(x) as K grows,
+    or the evidence lower bound with an analytic KL term.
+
+batch_size : int or 'auto', default='auto'
+    Rows per minibatch; ``'auto'`` is ``min(128, n_samples)``. Values larger
+    than the data are clipped with a warning, as in MLPRegressor.
+
+max_iter : int, default=200
+    Maximum number of epochs (passes over the data).
+
+learning_rate_init : float, default=1e-3
+    Step size of the Adam optimizer.
+
+early_stopping : bool or 'auto', default='auto'
+    Whether :meth:`fit` holds out ``validation_fraction`` of the rows and
+    stops when their mean ELBO has not improved by ``tol`` for
+    ``n_iter_no_change`` epochs, restoring the best weights. ``'auto'``
+    enables it when the held-out part would have at least 20 rows.
+    Without it, training stops when the training loss stalls in the same
+    way. :meth:`partial_fit` never uses it.
+
+validation_fraction : float, default=0.1
+    Proportion of the rows held out for early stopping.
+
+n_iter_no_change : int, default=10
+    Epochs without an improvement of at least ``tol`` before training stops.
+
+tol : float, default=1e-4
+    Minimum improvement of the monitored loss, in nats per sample.
+
+warm_start : bool, default=False
+    When True, :meth:`fit` continues training the fitted model instead of
+    starting anew; the architecture and the data scaling of the first fit
+    are kept.
+
+random_state : int, RandomState instance or None, default=None
+    Seeds weight initialisation, shuffling, the validation split, the
+    training noise and the draws of :meth:`score_samples`. Pass an int for
+    reproducible results. Global random states (numpy's, torch's) are never
+    touched.
+
+device : {'cpu', 'cuda', 'auto'} or torch.device, default='cpu'
+    Where the model trains and scores. ``'auto'`` picks CUDA when available.
+
+verbose : int, default=0
+    0 is silent; 1 or more shows a progress bar and a table of the training
+    and validation loss per epoch.
+
+callbacks : list of skorch callbacks or None, default=None
+    Extra callbacks for the skorch training loop (e.g.
+    ``skorch.callbacks.LRScheduler``), as instances or ``(name, instance)``
+    pairs. They are copied, never modified."""
+
+_ATTRIBUTES = """\
+net_ : skorch.NeuralNet
+    The trained skorch net; ``net_.module_`` is the torch module and
+    ``net_.history`` the training history.
+
+n_features_in_ : int
+    Number of features seen during :term:`fit`.
+
+feature_names_in_ : ndarray of shape (`n_features_in_`,)
+    Names of features seen during :term:`fit`. Defined only when `X`
+    has feature names that are all strings.
+
+n_iter_ : int
+    Number of epochs run, over all calls to fit and partial_fit.
+
+loss_curve_ : list of float
+    Training loss per epoch: the negative training objective (negative
+    ELBO when ``beta=1``), nats per sample, lower is better.
+
+validation_scores_ : list of float or None
+    Mean ELBO of the held-out rows per epoch, nats per sample, higher is
+    better; None without early stopping.
+
+best_validation_score_ : float or None
+    Best of ``validation_scores_``; None without early stopping."""
+
+_SCORE_NOTES = """\
+``score_samples`` is an estimate of log p(x), the log-density of the data
+as passed, in nats per sample. Internal scaling (standardisation, the logit
+map of ``bounds``) is undone by adding its log-Jacobian, so scores of models
+fitted to differently scaled copies of the data differ by exactly that
+Jacobian: fitting on ``a * X + b`` lowers every score by
+``n_features * log|a|``. With ``bound='iwae'`` the estimate is
+log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x) with K = ``n_importance_samples``
+draws from the encoder, a lower bound in expectation that tightens as K
+grows (Burda et al., 2015); ``bound='elbo'`` gives the looser evidence lower
+bound. The draws are fixed by ``random_state`` and shared by all rows, so a
+row's score does not depend on the other rows scored with it."""
+
+DOCS = {"parameters": _PARAMETERS, "attributes": _ATTRIBUTES, "score_notes": _SCORE_NOTES}
+
+
+def fill_doc(template):
+    """Insert the shared sections into a class docstring template (4-space indent)."""
+    return template.format(**{key: textwrap.indent(text, "    ") for key, text in DOCS.items()})

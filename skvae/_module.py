@@ -1,0 +1,180 @@
+"""The torch model: MLP encoder and decoder that return distributions.
+
+The module works in a "model space" y: for the Gaussian likelihood, y is the
+standardised data (after a logit map when ``bounds`` are given); for the
+Bernoulli likelihoods, y is the data itself. ``preprocess`` maps data x to y
+and returns log |dy/dx|, so every density the module reports is in data space
+(THEORY.md, "Densities and transforms").
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions.transforms import (
+    AffineTransform,
+    ComposeTransform,
+    IndependentTransform,
+    SigmoidTransform,
+)
+
+from ._bounds import chunked_bound, log_importance_weights
+from ._likelihoods import LIKELIHOODS
+
+ACTIVATIONS = {
+    "identity": nn.Identity,
+    "logistic": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+}
+
+# Floor on the encoder's standard deviation, so log q(z|x) stays finite.
+MIN_LATENT_SCALE = 1e-4
+
+
+def build_mlp(sizes, activation):
+    """Linear layers of the given sizes, each followed by the activation."""
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+    return nn.Sequential(*layers)
+
+
+class VAEModule(nn.Module):
+    """A VAE with a diagonal Gaussian posterior and a standard normal prior.
+
+    Parameters
+    ----------
+    n_features, n_components : int
+        Sizes of x and z.
+    hidden_layer_sizes : tuple of int
+        Encoder widths; the decoder mirrors them. ``()`` gives linear maps.
+    activation : str
+        A key of ``ACTIVATIONS``.
+    likelihood : str
+        A key of ``LIKELIHOODS``.
+    shift, scale : array-like of shape (n_features,), default=None
+        Standardisation of the (logit-mapped) data: y = (t(x) - shift) / scale.
+    low, high : array-like of shape (n_features,), default=None
+        Bounds of the data: t(x) = logit((x - low) / (high - low)).
+    """
+
+    def __init__(
+        self,
+        n_features,
+        n_components,
+        hidden_layer_sizes=(),
+        activation="relu",
+        likelihood="gaussian",
+        shift=None,
+        scale=None,
+        low=None,
+        high=None,
+    ):
+        super().__init__()
+        self.n_components = n_components
+        self.likelihood = LIKELIHOODS[likelihood]
+        widths = [n_features, *hidden_layer_sizes]
+        self.encoder = build_mlp(widths, activation)
+        self.encoder_head = nn.Linear(widths[-1], 2 * n_components)
+        self.decoder = build_mlp([n_components, *reversed(widths[1:])], activation)
+        self.decoder_head = nn.Linear(widths[1] if hidden_layer_sizes else n_components, n_features)
+        self.scale_head = None
+        self.raw_scale = None
+        if self.likelihood.has_scale and hidden_layer_sizes:
+            # Heteroscedastic decoder: a per-sample scale from the last hidden layer.
+            self.scale_head = nn.Linear(widths[1], n_features)
+        elif self.likelihood.has_scale:
+            # Linear decoder: a per-feature scale, so the model is factor
+            # analysis, x ~ N(b, W W^T + diag(s^2)).
+            self.raw_scale = nn.Parameter(torch.zeros(n_features))
+        for name, value in [("shift", shift), ("scale", scale), ("low", low), ("high", high)]:
+            tensor = None if value is None else torch.as_tensor(value, dtype=torch.float64)
+            self.register_buffer(name, tensor)
+
+    def data_transform(self):
+        """The bijection y -> x from model space to data space, or None for the identity."""
+        if self.shift is None:
+            return None
+        parts = [AffineTransform(self.shift, self.scale, event_dim=1)]
+        if self.low is not None:
+            parts += [
+                IndependentTransform(SigmoidTransform(), 1),
+                AffineTransform(self.low, self.high - self.low, event_dim=1),
+            ]
+        return ComposeTransform(parts)
+
+    def preprocess(self, x):
+        """Map data x to model space: y of the module's dtype, log |dy/dx| per row (float64)."""
+        dtype = self.encoder_head.weight.dtype
+        transform = self.data_transform()
+        if transform is None:
+            return x.to(dtype), x.new_zeros(x.shape[:-1], dtype=torch.float64)
+        # float64 keeps logit((x - low) / (high - low)) finite for x a few ulps
+        # inside the bounds, and the Jacobian exact.
+        x = x.to(torch.float64)
+        y = transform.inv(x)
+        return y.to(dtype), -transform.log_abs_det_jacobian(y, x)
+
+    def postprocess(self, y):
+        """Map model-space values back to data space (float64)."""
+        transform = self.data_transform()
+        y = y.to(torch.float64)
+        return y if transform is None else transform(y)
+
+    def encode(self, y):
+        """q(z|y): ``Independent(Normal)`` with batch shape ``y.shape[:-1]``."""
+        loc, raw_scale = self.encoder_head(self.encoder(y)).chunk(2, dim=-1)
+        scale = F.softplus(raw_scale) + MIN_LATENT_SCALE
+        return Independent(Normal(loc, scale, validate_args=False), 1)
+
+    def decode(self, z):
+        """p(y|z) for the configured likelihood."""
+        hidden = self.decoder(z)
+        out = self.decoder_head(hidden)
+        if self.scale_head is not None:
+            return self.likelihood.build(out, self.scale_head(hidden))
+        return self.likelihood.build(out, self.raw_scale)
+
+    def prior(self):
+        """p(z) = N(0, I)."""
+        weight = self.encoder_head.weight
+        zeros = weight.new_zeros(self.n_components)
+        return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
+
+    def forward(self, x):
+        """One reparameterised draw per row: (log p(y|z), KL(q || p), log |dy/dx|), each (n,)."""
+        y, log_det = self.preprocess(x)
+        qz = self.encode(y)
+        z = qz.rsample()
+        kl = kl_divergence(qz, self.prior())
+        return self.decode(z).log_prob(y), kl, log_det.to(y.dtype)
+
+    def log_marginal(self, x, eps, *, bound="iwae", k_chunk=None):
+        """IWAE_K or ELBO estimate of log p(x) in data space, float64 of shape (n,).
+
+        ``eps`` of shape (K, n_components) holds standard normal draws shared by
+        every row (common random numbers), so a row's score does not depend on
+        which rows are scored with it.
+        """
+        y, log_det = self.preprocess(x)
+        qz = self.encode(y)
+        pz = self.prior()
+        loc, scale = qz.base_dist.loc, qz.base_dist.scale
+        eps = eps.to(loc)
+
+        def per_chunk():
+            for e in eps.split(k_chunk or len(eps)):
+                # Reparameterised draws z_k = mu + sigma * eps_k (THEORY.md, SGVB).
+                z = loc + scale * e[:, None, :]
+                px = self.decode(z)
+                if bound == "iwae":
+                    yield log_importance_weights(y, z, qz=qz, pz=pz, px=px)
+                else:
+                    yield px.log_prob(y)
+
+        kl = kl_divergence(qz, pz) if bound == "elbo" else None
+        value = chunked_bound(per_chunk(), n_draws=len(eps), bound=bound, kl=kl)
+        return value.to(torch.float64) + log_det

@@ -1,0 +1,15 @@
+"""The one place that imports scikit-learn's private helpers.
+
+scikit-learn keeps its parameter-validation machinery and the fit context
+private; every estimator in skvae imports them from here, so that a change in
+scikit-learn is mended in one file.
+"""
+
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+)
+
+__all__ = ["Interval", "InvalidParameterError", "StrOptions", "_fit_context"]

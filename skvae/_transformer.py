@@ -1,0 +1,111 @@
+"""VAETransformer: a nonlinear, probabilistic analogue of PCA."""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._base import _CHUNK_ELEMENTS, _BaseVAE
+from ._docstrings import fill_doc
+
+
+class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVAE, BaseEstimator):
+    __doc__ = fill_doc(
+        """Variational autoencoder as a scikit-learn transformer.
+
+    ``transform`` maps rows to the mean of the encoder's posterior q(z|x), a
+    nonlinear counterpart of PCA's scores; ``inverse_transform`` maps latent
+    rows back through the decoder's mean. The model also estimates densities
+    (``score_samples``, ``score``) and draws new rows (``sample``), like
+    :class:`VAEDensityEstimator`, with which it shares one model and one fit.
+
+    Parameters
+    ----------
+{parameters}
+
+    Attributes
+    ----------
+{attributes}
+
+    See Also
+    --------
+    VAEDensityEstimator : The same model, presented as a density estimator.
+    sklearn.decomposition.PCA : The linear, non-probabilistic counterpart.
+
+    Notes
+    -----
+{score_notes}
+
+    References
+    ----------
+    Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes.
+    ICLR.
+
+    Burda, Y., Grosse, R. and Salakhutdinov, R. (2016). Importance Weighted
+    Autoencoders. ICLR.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvae import VAETransformer
+    >>> X = np.random.default_rng(0).normal(size=(200, 5))
+    >>> vt = VAETransformer(n_components=2, hidden_layer_sizes=(16,), max_iter=5,
+    ...                     random_state=0)
+    >>> vt.fit_transform(X).shape
+    (200, 2)
+    >>> vt.inverse_transform(vt.transform(X[:3])).shape
+    (3, 5)
+    """
+    )
+
+    def transform(self, X):
+        """Map X to the posterior mean of z, shape (n_samples, n_components).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to encode.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            Posterior means E[z|x], of X's float dtype.
+        """
+        X = self._validate_X(X)
+        module = self.net_.module_
+        rows = max(1, _CHUNK_ELEMENTS // max(self.n_features_in_, *self._hidden_sizes()))
+        Z = self._map_rows(
+            lambda x: module.encode(module.preprocess(x)[0]).mean, X, rows_per_chunk=rows
+        )
+        return Z.reshape(len(X), self.n_components).astype(X.dtype, copy=False)
+
+    def inverse_transform(self, X):
+        """Map latent rows back to data space through the decoder's mean.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Latent rows, e.g. the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            Decoder means in data space (for ``bounds``, the decoder's median).
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=[np.float64, np.float32])
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"X has {Z.shape[1]} features, but inverse_transform is expecting "
+                f"n_components={self.n_components} features as input."
+            )
+        return self._decoder_mean(Z).reshape(len(Z), self.n_features_in_).astype(Z.dtype, copy=False)
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
