@@ -13,9 +13,9 @@ from skorch.dataset import ValidSplit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._engine import StoppingRule, VAENet
+from ._engine import StoppingRule, VAENet, rows_as_tensor
 from ._likelihoods import LIKELIHOODS
 from ._module import ACTIVATIONS, VAEModule
 from ._sklearn_compat import Interval, StrOptions, _fit_context
@@ -46,14 +46,6 @@ def _seeded_torch(seed, device):
 def _derive_seed(seed, *keys):
     """A new 31-bit seed from ``seed`` and integer keys (independent streams)."""
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
-
-
-def _rows_as_tensor(block):
-    """A torch view of a numpy block; read-only arrays are copied (torch needs writable)."""
-    block = np.asarray(block)
-    if not block.flags.writeable:
-        block = block.copy()
-    return torch.from_numpy(block)
 
 
 class _BaseVAE:
@@ -455,7 +447,7 @@ class _BaseVAE:
         out = []
         with torch.inference_mode():
             for start in range(0, len(X), rows_per_chunk):
-                x = _rows_as_tensor(X[start : start + rows_per_chunk]).to(device)
+                x = rows_as_tensor(X[start : start + rows_per_chunk]).to(device)
                 n = len(x)
                 if n < _MIN_CHUNK_ROWS:
                     x = torch.cat([x, x[:1].expand(_MIN_CHUNK_ROWS - n, -1)])

@@ -17,9 +17,9 @@ default='relu'
 
 likelihood : {'gaussian', 'bernoulli', 'continuous_bernoulli'}, \
 default='gaussian'
-    Family of the decoder p(x|z). ``'gaussian'``: real data; mean and
-    standard deviation are learned (per sample with hidden layers, per feature
-    without), the deviation bounded below by 1e-3 in standardised units.
+    Family of the decoder p(x|z). ``'gaussian'``: real data; the decoder
+    gives the mean, and a standard deviation per feature is learned, bounded
+    below by 1e-3 in standardised units.
     ``'bernoulli'``: binary data in {0, 1}. ``'continuous_bernoulli'``: data
     in [0, 1] (a proper density there, unlike the Bernoulli).
 

@@ -61,7 +61,7 @@ class BatchIterator:
         n = len(self.X) if self.indices is None else len(self.indices)
         if not self.shuffle and self.indices is None:
             for start in range(0, n, self.batch_size):
-                yield _as_tensor(self.X[start : start + self.batch_size]), None
+                yield rows_as_tensor(self.X[start : start + self.batch_size]), None
             return
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         if self.indices is not None:
@@ -70,14 +70,18 @@ class BatchIterator:
             yield _take(self.X, rows), None
 
 
-def _as_tensor(block):
-    return block if isinstance(block, torch.Tensor) else torch.from_numpy(np.asarray(block))
+def rows_as_tensor(block):
+    """A torch view of a block of rows; read-only numpy blocks are copied (torch needs writable)."""
+    if isinstance(block, torch.Tensor):
+        return block
+    block = np.asarray(block)
+    if not block.flags.writeable:
+        block = block.copy()
+    return torch.from_numpy(block)
 
 
 def _take(X, rows):
-    if isinstance(X, torch.Tensor):
-        return X[rows]
-    return torch.from_numpy(np.asarray(X[rows.numpy()]))
+    return X[rows] if isinstance(X, torch.Tensor) else rows_as_tensor(X[rows.numpy()])
 
 
 class VAENet(NeuralNet):

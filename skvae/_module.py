@@ -81,15 +81,9 @@ class VAEModule(nn.Module):
         self.encoder_head = nn.Linear(widths[-1], 2 * n_components)
         self.decoder = build_mlp([n_components, *reversed(widths[1:])], activation)
         self.decoder_head = nn.Linear(widths[1] if hidden_layer_sizes else n_components, n_features)
-        self.scale_head = None
-        self.raw_scale = None
-        if self.likelihood.has_scale and hidden_layer_sizes:
-            # Heteroscedastic decoder: a per-sample scale from the last hidden layer.
-            self.scale_head = nn.Linear(widths[1], n_features)
-        elif self.likelihood.has_scale:
-            # Linear decoder: a per-feature scale, so the model is factor
-            # analysis, x ~ N(b, W W^T + diag(s^2)).
-            self.raw_scale = nn.Parameter(torch.zeros(n_features))
+        # A learned per-feature scale (THEORY.md, "Model"): with a linear decoder
+        # the model is factor analysis, x ~ N(b, W W^T + diag(s^2)).
+        self.raw_scale = nn.Parameter(torch.zeros(n_features)) if self.likelihood.has_scale else None
         for name, value in [("shift", shift), ("scale", scale), ("low", low), ("high", high)]:
             tensor = None if value is None else torch.as_tensor(value, dtype=torch.float64)
             self.register_buffer(name, tensor)
@@ -132,11 +126,7 @@ class VAEModule(nn.Module):
 
     def decode(self, z):
         """p(y|z) for the configured likelihood."""
-        hidden = self.decoder(z)
-        out = self.decoder_head(hidden)
-        if self.scale_head is not None:
-            return self.likelihood.build(out, self.scale_head(hidden))
-        return self.likelihood.build(out, self.raw_scale)
+        return self.likelihood.build(self.decoder_head(self.decoder(z)), self.raw_scale)
 
     def prior(self):
         """p(z) = N(0, I)."""

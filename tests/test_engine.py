@@ -1,0 +1,58 @@
+"""The skorch engine: batch slicing, stopping, and interrupts."""
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+
+from skvae._engine import BatchIterator, StoppingRule, StopTraining, VAENet
+from skvae._module import VAEModule
+
+
+def _rows_seen(iterator):
+    return torch.cat([xb[:, 0] for xb, _ in iterator]).long().tolist()
+
+
+def test_each_pass_visits_every_row_once_in_a_new_seeded_order():
+    X = torch.arange(10, dtype=torch.float32)[:, None]
+    it = BatchIterator(X, None, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+    first, second = _rows_seen(it), _rows_seen(it)
+    assert sorted(first) == sorted(second) == list(range(10))
+    assert first != second
+    again = BatchIterator(X, None, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert _rows_seen(again) == first
+    assert len(it) == 4
+
+
+def test_subset_indices_and_read_only_numpy_input():
+    X = np.arange(10, dtype=np.float64)[:, None]
+    X.setflags(write=False)
+    it = BatchIterator(X, np.array([7, 2, 5]), batch_size=2, shuffle=False)
+    assert _rows_seen(it) == [7, 2, 5]
+    assert _rows_seen(BatchIterator(X, None, batch_size=4, shuffle=False)) == list(range(10))
+
+
+def test_stopping_rule_raises_its_own_signal():
+    net = VAENet(VAEModule, module__n_features=2, module__n_components=1, max_epochs=50, batch_size=4,
+                 train_split=None, verbose=0,
+                 callbacks=[("stopping", StoppingRule(monitor="train_loss", patience=1, threshold=1e9,
+                                                      threshold_mode="abs"))])
+    net.fit(torch.randn(8, 2))
+    rule = dict(net.callbacks_)["stopping"]
+    assert rule.stopped_ and len(net.history) == 2
+    with pytest.raises(StopTraining):
+        rule.misses_, rule.patience = 0, 1
+        rule.dynamic_threshold_ = -np.inf
+        rule.on_epoch_end(net)
+
+
+class _Interrupt(Callback):
+    def on_batch_end(self, net, **kwargs):
+        raise KeyboardInterrupt
+
+
+def test_a_users_keyboard_interrupt_is_not_swallowed():
+    net = VAENet(VAEModule, module__n_features=2, module__n_components=1, max_epochs=3, batch_size=4,
+                 train_split=None, verbose=0, callbacks=[_Interrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(torch.randn(8, 2))
