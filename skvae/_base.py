@@ -1,5 +1,6 @@
 """_BaseVAE: parameters, fit/partial_fit plumbing and the numpy <-> torch boundary."""
 
+import math
 import warnings
 from contextlib import contextmanager
 from copy import deepcopy
@@ -15,10 +16,16 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._engine import StoppingRule, VAENet, rows_as_tensor
+from ._engine import LastGoodState, StoppingRule, VAENet, rows_as_tensor
 from ._likelihoods import LIKELIHOODS
 from ._module import ACTIVATIONS, VAEModule
-from ._sklearn_compat import Interval, StrOptions, _fit_context
+from ._sklearn_compat import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    _fit_context,
+    validate_parameter_constraints,
+)
 
 # Elements of the largest activation tensor scoring builds at once (64 MB in
 # float32); rows and importance draws are chunked to stay under it.
@@ -29,6 +36,11 @@ _CHUNK_ELEMENTS = 2**24
 _MIN_CHUNK_ROWS = 16
 # Early stopping with early_stopping='auto' needs this many held-out rows.
 _MIN_VALIDATION_ROWS = 20
+# Rows farther than this many training standard deviations from the training
+# mean are refused: beyond it the Gaussian log p(x|z) overflows float32.
+_MAX_STANDARDISED = 1e12
+# Parameters read at scoring time, which set_params may change after fit.
+_SCORING_PARAMETERS = ("n_importance_samples", "bound")
 
 
 @contextmanager
@@ -127,6 +139,15 @@ class _BaseVAE:
     def fit(self, X, y=None):
         """Fit the VAE to X by maximising the ELBO with Adam.
 
+        If the loss or the weights become non-finite (divergence), the epoch
+        is undone and training stops: with a warning when an earlier epoch
+        ended finite (the model keeps its weights), with a ``ValueError``
+        otherwise. A ``KeyboardInterrupt`` is never swallowed: the epoch it
+        interrupts is undone, the model keeps the last completed epoch (the
+        best one with early stopping) with a warning, and the interrupt is
+        raised again. A fit from scratch that fails for any reason leaves the
+        estimator unfitted, never half-built.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -147,6 +168,8 @@ class _BaseVAE:
         """Run one epoch over X, initialising the model on the first call.
 
         The data scaling is computed from the first call's X and kept.
+        Divergence and interrupts are handled as in :meth:`fit`; a diverging
+        epoch after the first call is undone with a warning.
 
         Parameters
         ----------
@@ -178,12 +201,19 @@ class _BaseVAE:
             means more likely.
         """
         X = self._validate_X(X)
+        # Scoring parameters may be changed after fit (set_params), so fit's
+        # validation does not cover them.
+        validate_parameter_constraints(
+            {key: self._parameter_constraints[key] for key in _SCORING_PARAMETERS},
+            {key: getattr(self, key) for key in _SCORING_PARAMETERS},
+            caller_name=type(self).__name__,
+        )
         module = self.net_.module_
         K = self.n_importance_samples
         eps = torch.randn(
-            K, self.n_components, generator=torch.Generator().manual_seed(self._seed)
+            K, module.n_components, generator=torch.Generator().manual_seed(self._seed)
         )
-        width = max(self.n_features_in_, self.n_components, *self._hidden_sizes())
+        width = self._widest_layer()
         rows = max(1, _CHUNK_ELEMENTS // (K * width))
         k_chunk = max(1, _CHUNK_ELEMENTS // (rows * width))
 
@@ -237,7 +267,7 @@ class _BaseVAE:
             )
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         module, device = self.net_.module_, self.net_.device
-        rows = max(1, _CHUNK_ELEMENTS // max(self.n_features_in_, *self._hidden_sizes()))
+        rows = max(1, _CHUNK_ELEMENTS // self._widest_layer())
         out = []
         with _seeded_torch(seed, device), torch.inference_mode():
             for start in range(0, n_samples, rows):
@@ -254,14 +284,30 @@ class _BaseVAE:
     # -- fitting -----------------------------------------------------------------
 
     def _fit(self, X, *, incremental):
-        first_call = not (hasattr(self, "net_") and (incremental or self.warm_start))
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_call)
+        fresh = not (hasattr(self, "net_") and (incremental or self.warm_start))
+        if fresh:
+            self._discard_fit()
+        try:
+            self._fit_net(X, incremental=incremental, fresh=fresh)
+        except BaseException:
+            # Bad input, divergence or an interrupt before the first epoch:
+            # a fresh fit leaves the estimator unfitted, never half-built.
+            if fresh and not hasattr(self, "net_"):
+                self._discard_fit()
+            raise
+        return self
+
+    def _fit_net(self, X, *, incremental, fresh):
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=fresh)
         if incremental and self.early_stopping is True:
             raise ValueError("partial_fit does not support early_stopping=True.")
-        self._check_data(X)
+        if fresh:
+            self._check_data(X)
+        else:
+            self._check_fitted_data(X)
         early = self._use_early_stopping(len(X), incremental)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        if first_call:
+        if fresh:
             net = self._make_net(X, seed)
             self._seed = seed
         else:
@@ -269,18 +315,67 @@ class _BaseVAE:
         epochs = 1 if incremental else self.max_iter
         self._configure_net(net, len(X), early=early, epochs=epochs, seed=seed)
         net.initialize_callbacks()
-        with _seeded_torch(_derive_seed(seed, len(net.history)), net.device):
-            net.partial_fit(self._training_data(X))
+        self._train(net, X, early=early, seed=seed)
         self.net_ = net
         self._record_history(early)
-        stopped = dict(net.callbacks_)["stopping"].stopped_
-        if not incremental and not stopped:
+        callbacks = dict(net.callbacks_)
+        guard = callbacks["last_good"]
+        if guard.diverged_epoch_ is not None:
+            warnings.warn(
+                f"Training diverged in epoch {guard.diverged_epoch_}: {guard.reason_}. That "
+                f"epoch was undone and training stopped; the model keeps the {self.n_iter_} "
+                f"epochs before it. To train further, {self._divergence_remedy()} and call "
+                "fit with warm_start=True, or partial_fit.",
+                UserWarning,
+            )
+        elif not incremental and not callbacks["stopping"].stopped_:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and "
                 "the optimization hasn't converged yet.",
                 ConvergenceWarning,
             )
-        return self
+
+    def _train(self, net, X, *, early, seed):
+        """Run the epochs; undo a diverged or interrupted one (see ``fit``)."""
+        guard = dict(net.callbacks_)["last_good"]
+        try:
+            with _seeded_torch(_derive_seed(seed, len(net.history)), net.device):
+                net.partial_fit(self._training_data(X))
+        except KeyboardInterrupt:
+            self._keep_completed_epochs(net, early)
+            raise
+        if guard.diverged_epoch_ is not None and not len(net.history):
+            raise ValueError(
+                f"Training diverged in epoch {guard.diverged_epoch_}: {guard.reason_}, and no "
+                f"epoch ended well; {self._divergence_remedy()} and refit."
+            )
+
+    def _divergence_remedy(self):
+        remedy = f"lower learning_rate_init (now {self.learning_rate_init:g})"
+        return remedy + (f" or beta (now {self.beta:g})" if self.beta > 1 else "")
+
+    def _keep_completed_epochs(self, net, early):
+        """After an interrupt: keep the completed epochs, if any, with a warning."""
+        callbacks = dict(net.callbacks_)
+        callbacks["last_good"].restore(net)
+        if not len(net.history):
+            return
+        rule = callbacks["stopping"]
+        if early and getattr(rule, "best_model_weights_", None) is not None:
+            rule.on_train_end(net)
+        self.net_ = net
+        self._record_history(early)
+        warnings.warn(
+            f"Training interrupted by the user; the model keeps the {self.n_iter_} "
+            "completed epochs (the best one with early stopping).",
+            UserWarning,
+        )
+
+    def _discard_fit(self):
+        """Delete every fitted attribute, so that the estimator is unfitted."""
+        for name in [key for key in vars(self) if key.endswith("_") and not key.startswith("__")]:
+            delattr(self, name)
+        self.__dict__.pop("_seed", None)
 
     def _make_net(self, X, seed):
         """Build and initialise (seeded) a net whose module sees X's scaling."""
@@ -289,9 +384,13 @@ class _BaseVAE:
             low, high = self._bounds_arrays(X.shape[1])
             shift, scale = _data_statistics(X, low, high)
             scaling = dict(shift=shift, scale=scale, low=low, high=high)
+        return self._build_net(X.shape[1], scaling, seed=seed)
+
+    def _build_net(self, n_features, scaling, *, seed):
+        """A net for these parameters, initialised from ``seed``; ``scaling`` holds its buffers."""
         net = VAENet(
             VAEModule,
-            module__n_features=X.shape[1],
+            module__n_features=n_features,
             module__n_components=self.n_components,
             module__hidden_layer_sizes=self._hidden_sizes(),
             module__activation=self.activation,
@@ -301,7 +400,6 @@ class _BaseVAE:
             lr=self.learning_rate_init,
             device=_resolve_device(self.device),
         )
-        self._configure_net(net, len(X), early=False, epochs=self.max_iter, seed=seed)
         with _seeded_torch(seed, net.device):
             net.initialize()
         return net
@@ -329,7 +427,12 @@ class _BaseVAE:
             load_best=early,
         )
         extra = [("progress_bar", ProgressBar())] if self.verbose else []
-        net.callbacks = [("stopping", rule), *extra, *self._user_callbacks()]
+        net.callbacks = [
+            ("last_good", LastGoodState()),
+            ("stopping", rule),
+            *extra,
+            *self._user_callbacks(),
+        ]
 
     def _training_data(self, X):
         """A tensor view of in-memory X (no copy); read-only arrays stay numpy."""
@@ -351,9 +454,10 @@ class _BaseVAE:
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
         sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
-        if any(not isinstance(s, Integral) or s <= 0 for s in sizes):
-            raise ValueError(
-                f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes}."
+        if any(not isinstance(s, Integral) or isinstance(s, bool) or s <= 0 for s in sizes):
+            raise InvalidParameterError(
+                f"The 'hidden_layer_sizes' parameter of {type(self).__name__} must be an int "
+                f"or a sequence of ints in [1, inf). Got {self.hidden_layer_sizes!r} instead."
             )
         return tuple(int(s) for s in sizes)
 
@@ -362,45 +466,53 @@ class _BaseVAE:
         if self.bounds is None:
             return None, None
         try:
-            low, high = (np.broadcast_to(np.asarray(b, dtype=float), (n_features,)) for b in self.bounds)
+            low, high = (np.asarray(b, dtype=float) for b in self.bounds)
+            finite = np.all(np.isfinite(low)) and np.all(np.isfinite(high))
         except (TypeError, ValueError):
+            finite = False
+        if not finite or not np.all(low < high):
+            raise InvalidParameterError(
+                f"The 'bounds' parameter of {type(self).__name__} must be None or a (low, "
+                f"high) pair of finite numbers or arrays with low < high. Got {self.bounds!r} "
+                "instead."
+            )
+        try:
+            low, high = (np.broadcast_to(b, (n_features,)).copy() for b in (low, high))
+        except ValueError:
             raise ValueError(
                 "bounds must be a (low, high) pair of numbers or of arrays of shape "
                 f"(n_features,) = ({n_features},), got {self.bounds!r}."
             ) from None
-        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
-            raise ValueError(f"bounds must be finite with low < high, got {self.bounds!r}.")
-        return low.copy(), high.copy()
+        return low, high
 
     def _check_data(self, X):
-        """Data-dependent checks: the likelihood's support and the bounds."""
+        """Checks of X and the parameters before a fit from scratch."""
         self._hidden_sizes()
-        support = LIKELIHOODS[self.likelihood].support
         if self.bounds is not None and self.likelihood != "gaussian":
-            raise ValueError(
+            raise InvalidParameterError(
                 f"bounds is only used with likelihood='gaussian', got "
                 f"likelihood={self.likelihood!r}; set bounds=None."
             )
-        if X.size == 0:
+        _check_support(X, self.likelihood, *self._bounds_arrays(X.shape[1]))
+
+    def _check_fitted_data(self, X):
+        """Checks of X against the fitted model: its support, and a range it can score."""
+        net = self.net_
+        low, high = getattr(net, "module__low", None), getattr(net, "module__high", None)
+        _check_support(X, net.module__likelihood, low, high)
+        module = net.module_
+        if module.shift is None or X.size == 0:
             return
-        lo, hi = X.min(), X.max()
-        if support == "binary" and not np.isin(X, (0, 1)).all():
+        # Scaling is monotone per feature: each feature's extremes bound its row values.
+        ends = torch.from_numpy(np.stack([X.min(axis=0), X.max(axis=0)]).astype(np.float64))
+        with torch.inference_mode():
+            distance = module.preprocess(ends.to(net.device))[0].abs().max().item()
+        if not distance <= _MAX_STANDARDISED:
             raise ValueError(
-                f"likelihood='bernoulli' requires binary data in {{0, 1}}; X has values in "
-                f"[{lo:.4g}, {hi:.4g}]. Use likelihood='continuous_bernoulli' for data in "
-                "[0, 1] or likelihood='gaussian' for real-valued data."
-            )
-        if support == "unit_interval" and (lo < 0 or hi > 1):
-            raise ValueError(
-                f"likelihood='continuous_bernoulli' requires data in [0, 1]; X has values "
-                f"in [{lo:.4g}, {hi:.4g}]. Scale X to [0, 1] (e.g. with MinMaxScaler) or "
-                "use likelihood='gaussian'."
-            )
-        low, high = self._bounds_arrays(X.shape[1])
-        if low is not None and not (np.all(X > low) and np.all(X < high)):
-            raise ValueError(
-                f"X must lie strictly inside bounds={self.bounds!r}; X has values in "
-                f"[{lo:.4g}, {hi:.4g}]. Widen the bounds or use bounds=None."
+                f"X has values {distance:.3g} training standard deviations from the training "
+                f"mean; the model scores rows up to {_MAX_STANDARDISED:.0e} away. Check that X "
+                "has the units of the training data and holds no sentinel values (such as "
+                "1e30 for a missing entry)."
             )
 
     def _use_early_stopping(self, n_samples, incremental):
@@ -408,6 +520,12 @@ class _BaseVAE:
             return False
         if self.early_stopping == "auto":
             return n_samples * self.validation_fraction >= _MIN_VALIDATION_ROWS
+        if self.early_stopping and n_samples - math.ceil(n_samples * self.validation_fraction) < 1:
+            raise ValueError(
+                f"early_stopping=True holds out validation_fraction={self.validation_fraction} "
+                f"of the {n_samples} rows, which leaves none to train on; pass more rows, "
+                "lower validation_fraction or set early_stopping=False."
+            )
         return bool(self.early_stopping)
 
     def _batch_size(self, n_samples):
@@ -426,9 +544,9 @@ class _BaseVAE:
         for item in self.callbacks or []:
             cb = item[1] if isinstance(item, tuple) and len(item) == 2 else item
             if not isinstance(cb, Callback) and not (isinstance(cb, type) and issubclass(cb, Callback)):
-                raise TypeError(
-                    "callbacks must hold skorch callbacks or (name, callback) pairs, got "
-                    f"{item!r}."
+                raise InvalidParameterError(
+                    f"The 'callbacks' parameter of {type(self).__name__} must be None or a "
+                    f"list of skorch callbacks or (name, callback) pairs. Got {item!r} in it."
                 )
             callbacks.append(deepcopy(item))
         return callbacks
@@ -438,8 +556,13 @@ class _BaseVAE:
     def _validate_X(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        self._check_data(X)
+        self._check_fitted_data(X)
         return X
+
+    def _widest_layer(self):
+        """Width of the fitted model's widest layer, which sizes inference chunks."""
+        net = self.net_
+        return max(self.n_features_in_, net.module__n_components, *net.module__hidden_layer_sizes)
 
     def _map_rows(self, fn, X, *, rows_per_chunk):
         """Apply ``fn(module, x_chunk) -> tensor`` to row chunks of X under inference_mode."""
@@ -462,18 +585,54 @@ class _BaseVAE:
         return self._map_rows(
             lambda z: module.postprocess(module.decode(z.to(torch.float32)).mean),
             Z,
-            rows_per_chunk=max(1, _CHUNK_ELEMENTS // max(self.n_features_in_, *self._hidden_sizes())),
+            rows_per_chunk=max(1, _CHUNK_ELEMENTS // self._widest_layer()),
+        )
+
+
+def _check_support(X, likelihood, low, high):
+    """Refuse X outside the likelihood's support or outside the bounds (low, high)."""
+    if X.size == 0:
+        return
+    support = LIKELIHOODS[likelihood].support
+    lo, hi = X.min(), X.max()
+    if support == "binary" and not np.isin(X, (0, 1)).all():
+        raise ValueError(
+            f"likelihood='bernoulli' requires binary data in {{0, 1}}; X has values in "
+            f"[{lo:.4g}, {hi:.4g}]. Use likelihood='continuous_bernoulli' for data in "
+            "[0, 1] or likelihood='gaussian' for real-valued data."
+        )
+    if support == "unit_interval" and (lo < 0 or hi > 1):
+        raise ValueError(
+            f"likelihood='continuous_bernoulli' requires data in [0, 1]; X has values "
+            f"in [{lo:.4g}, {hi:.4g}]. Scale X to [0, 1] (e.g. with MinMaxScaler) or "
+            "use likelihood='gaussian'."
+        )
+    if low is None:
+        return
+    outside = np.flatnonzero(~((X > low) & (X < high)).all(axis=0))
+    if outside.size:
+        j = outside[0]
+        raise ValueError(
+            f"X must lie strictly inside bounds; feature {j} has values in "
+            f"[{X[:, j].min():.4g}, {X[:, j].max():.4g}], its bounds are "
+            f"({low[j]:.4g}, {high[j]:.4g}). Widen the bounds or use bounds=None."
         )
 
 
 def _data_statistics(X, low, high, chunk_rows=65536):
     """Per-feature mean and scale of X (logit-mapped when bounded), in one streaming pass."""
     scaler = StandardScaler()
-    for start in range(0, len(X), chunk_rows):
-        block = np.asarray(X[start : start + chunk_rows], dtype=np.float64)
-        if low is not None:
-            block = logit((block - low) / (high - low))
-        scaler.partial_fit(block)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, len(X), chunk_rows):
+            block = np.asarray(X[start : start + chunk_rows], dtype=np.float64)
+            if low is not None:
+                block = logit((block - low) / (high - low))
+            scaler.partial_fit(block)
+    if not (np.all(np.isfinite(scaler.mean_)) and np.all(np.isfinite(scaler.var_))):
+        raise ValueError(
+            f"The mean or variance of X overflows float64 (|X| reaches {np.max(np.abs(X)):.3g}); "
+            "divide X by a constant first, e.g. with sklearn.preprocessing.MaxAbsScaler."
+        )
     return scaler.mean_, scaler.scale_
 
 

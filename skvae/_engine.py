@@ -8,11 +8,12 @@ Ctrl-C is never mistaken for convergence.
 """
 
 import math
+from copy import deepcopy
 
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping
+from skorch.callbacks import Callback, EarlyStopping
 
 
 class StopTraining(Exception):
@@ -151,3 +152,90 @@ class StoppingRule(EarlyStopping):
             # skorch's way of saying "patience ran out"; turn it into our own signal.
             self.stopped_ = True
             raise StopTraining from None
+
+    def on_train_end(self, net, **kwargs):
+        # The history is empty when the first epoch diverged and was undone.
+        if len(net.history):
+            super().on_train_end(net, **kwargs)
+
+
+class LastGoodState(Callback):
+    """Undo an epoch that diverged, and training with it; keep the last good state.
+
+    An epoch diverged when a loss or a weight is non-finite, or when the
+    training loss exceeds the loss before the call by more than
+    ``EXPLOSION_FACTOR`` times ``max(|loss before|, n_features)`` nats: Adam
+    and the module's clamps often keep a diverging fit finite but useless.
+    Both the epoch's recorded loss and the loss of its final weights on one
+    fixed batch are checked, since the last step of an epoch is not in the
+    former. The checks cost one forward pass of one batch per epoch, nothing
+    per batch. The diverged epoch is undone (weights, optimizer state and
+    history go back to the last good epoch, or to the start of the call) and
+    training stops with ``StopTraining``; ``diverged_epoch_`` and ``reason_``
+    then say when and why. ``restore`` undoes an interrupted epoch the same way.
+    """
+
+    EXPLOSION_FACTOR = 1e3
+
+    def on_train_begin(self, net, X=None, **kwargs):
+        self.diverged_epoch_ = self.reason_ = None
+        self.batch_ = rows_as_tensor(X[: net.batch_size])
+        self.initial_loss_ = _batch_loss(net, self.batch_)
+        slack = self.EXPLOSION_FACTOR * max(abs(self.initial_loss_), X.shape[1])
+        self.loss_limit_ = self.initial_loss_ + slack if math.isfinite(slack) else math.inf
+        self._snapshot(net)
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        self.reason_ = self._divergence(row, net)
+        if self.reason_ is None:
+            self._snapshot(net)
+            return
+        self.diverged_epoch_ = row["epoch"]
+        self.restore(net)
+        raise StopTraining
+
+    def on_train_end(self, net, **kwargs):
+        self.state_ = self.batch_ = None
+
+    def restore(self, net):
+        """Return ``net`` to the last snapshot and release it; no-op without one."""
+        if getattr(self, "state_", None) is None:
+            return
+        n_epochs, module_state, optimizer_state = self.state_
+        del net.history[n_epochs:]
+        net.module_.load_state_dict(module_state)
+        net.optimizer_.load_state_dict(optimizer_state)
+        self.state_ = None
+
+    def _divergence(self, row, net):
+        """Why the epoch of history ``row`` diverged, or None."""
+        for loss in (row["train_loss"], _batch_loss(net, self.batch_)):
+            if not loss <= self.loss_limit_:
+                return (
+                    f"the training loss went from {self.initial_loss_:.4g} to {loss:.4g} "
+                    "nats per sample"
+                )
+        if not math.isfinite(row.get("valid_loss", 0.0)):
+            return "the validation loss became non-finite"
+        if not all(torch.isfinite(w).all() for w in net.module_.parameters()):
+            return "the weights became non-finite"
+        return None
+
+    def _snapshot(self, net):
+        self.state_ = (
+            len(net.history),
+            deepcopy(net.module_.state_dict()),
+            deepcopy(net.optimizer_.state_dict()),
+        )
+
+    def __getstate__(self):
+        # A snapshot only lives during a call to fit; never pickle one.
+        return {**self.__dict__, "state_": None, "batch_": None}
+
+
+def _batch_loss(net, batch):
+    """The training loss of the current weights on ``batch``, leaving the RNG untouched."""
+    device = torch.device(net.device)
+    with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        return float(net.get_loss(net.infer(batch), None, training=True))

@@ -32,6 +32,12 @@ ACTIVATIONS = {
 
 # Floor on the encoder's standard deviation, so log q(z|x) stays finite.
 MIN_LATENT_SCALE = 1e-4
+# Caps on the encoder's mean and standard deviation. Under the N(0, I) prior
+# they cost over 5e3 nats of KL, so training never reaches them; they keep z,
+# log p(z), log q(z|x) and the decoder finite in float32 for rows far outside
+# the training data.
+MAX_LATENT_LOC = 1e3
+MAX_LATENT_SCALE = 1e2
 
 
 def build_mlp(sizes, activation):
@@ -121,7 +127,8 @@ class VAEModule(nn.Module):
     def encode(self, y):
         """q(z|y): ``Independent(Normal)`` with batch shape ``y.shape[:-1]``."""
         loc, raw_scale = self.encoder_head(self.encoder(y)).chunk(2, dim=-1)
-        scale = F.softplus(raw_scale) + MIN_LATENT_SCALE
+        loc = loc.clamp(-MAX_LATENT_LOC, MAX_LATENT_LOC)
+        scale = (F.softplus(raw_scale) + MIN_LATENT_SCALE).clamp(max=MAX_LATENT_SCALE)
         return Independent(Normal(loc, scale, validate_args=False), 1)
 
     def decode(self, z):

@@ -10,6 +10,13 @@ from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
     StrOptions,
+    validate_parameter_constraints,
 )
 
-__all__ = ["Interval", "InvalidParameterError", "StrOptions", "_fit_context"]
+__all__ = [
+    "Interval",
+    "InvalidParameterError",
+    "StrOptions",
+    "_fit_context",
+    "validate_parameter_constraints",
+]

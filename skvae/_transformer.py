@@ -7,6 +7,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import _CHUNK_ELEMENTS, _BaseVAE
 from ._docstrings import fill_doc
+from ._module import MAX_LATENT_LOC
 
 
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVAE, BaseEstimator):
@@ -73,11 +74,11 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVAE
         """
         X = self._validate_X(X)
         module = self.net_.module_
-        rows = max(1, _CHUNK_ELEMENTS // max(self.n_features_in_, *self._hidden_sizes()))
+        rows = max(1, _CHUNK_ELEMENTS // self._widest_layer())
         Z = self._map_rows(
             lambda x: module.encode(module.preprocess(x)[0]).mean, X, rows_per_chunk=rows
         )
-        return Z.reshape(len(X), self.n_components).astype(X.dtype, copy=False)
+        return Z.reshape(len(X), module.n_components).astype(X.dtype, copy=False)
 
     def inverse_transform(self, X):
         """Map latent rows back to data space through the decoder's mean.
@@ -94,16 +95,23 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVAE
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32])
-        if Z.shape[1] != self.n_components:
+        n_components = self.net_.module_.n_components
+        if Z.shape[1] != n_components:
             raise ValueError(
                 f"X has {Z.shape[1]} features, but inverse_transform is expecting "
-                f"n_components={self.n_components} features as input."
+                f"n_components={n_components} features as input."
+            )
+        if np.abs(Z).max() > MAX_LATENT_LOC:
+            raise ValueError(
+                f"inverse_transform expects latent values in [-{MAX_LATENT_LOC:g}, "
+                f"{MAX_LATENT_LOC:g}], the range of transform (the prior N(0, I) has no "
+                f"mass beyond); X has values up to {np.abs(Z).max():.3g}."
             )
         return self._decoder_mean(Z).reshape(len(Z), self.n_features_in_).astype(Z.dtype, copy=False)
 
     @property
     def _n_features_out(self):
-        return self.n_components
+        return self.net_.module_.n_components
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

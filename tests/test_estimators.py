@@ -282,5 +282,5 @@ def test_invalid_parameters_raise_at_fit_not_construction(X):
     est = VAEDensityEstimator(n_components=0, likelihood="poisson")
     with pytest.raises(ValueError, match="The 'likelihood' parameter"):
         est.fit(X)
-    with pytest.raises(ValueError, match="hidden_layer_sizes must be positive"):
+    with pytest.raises(ValueError, match="The .hidden_layer_sizes. parameter"):
         VAEDensityEstimator(hidden_layer_sizes=(8, 0)).fit(X)

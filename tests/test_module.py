@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from skvae._module import VAEModule
+from skvae._module import MAX_LATENT_LOC, MAX_LATENT_SCALE, MIN_LATENT_SCALE, VAEModule
 
 
 def _module(**kwargs):
@@ -62,3 +62,17 @@ def test_log_marginal_does_not_depend_on_the_draw_chunking():
         for bound in ("iwae", "elbo"):
             whole = module.log_marginal(x, eps, bound=bound)
             torch.testing.assert_close(module.log_marginal(x, eps, bound=bound, k_chunk=7), whole)
+
+
+def test_encoder_outputs_are_capped_so_scores_stay_finite_under_extreme_draws():
+    module = _module(shift=np.zeros(3), scale=np.ones(3), activation="identity")
+    with torch.no_grad():
+        # Exploded encoder weights: the posterior would be far outside float32's range.
+        module.encoder_head.weight.mul_(1e30)
+        x = torch.tensor([[1e6, -1e6, 3.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+        qz = module.encode(module.preprocess(x)[0])
+        assert qz.mean.abs().max() <= MAX_LATENT_LOC
+        assert MIN_LATENT_SCALE <= qz.stddev.min() and qz.stddev.max() <= MAX_LATENT_SCALE
+        eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)) * 10
+        for bound in ("iwae", "elbo"):
+            assert torch.isfinite(module.log_marginal(x, eps, bound=bound)).all()
