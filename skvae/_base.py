@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._engine import LastGoodState, StoppingRule, VAENet, rows_as_tensor
 from ._likelihoods import LIKELIHOODS
 from ._module import ACTIVATIONS, VAEModule
+from ._persistence import save_estimator
 from ._sklearn_compat import (
     Interval,
     InvalidParameterError,
@@ -66,6 +67,17 @@ class _BaseVAE:
     A mixin placed before scikit-learn's mixins (whose ``score`` it overrides)
     and before ``BaseEstimator``, which stays right-most.
     """
+
+    # Fitted attributes that save() writes besides the net (a subclass adds its own).
+    _saved_attributes = (
+        "n_features_in_",
+        "feature_names_in_",
+        "n_iter_",
+        "loss_curve_",
+        "validation_scores_",
+        "best_validation_score_",
+        "_seed",
+    )
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -275,6 +287,39 @@ class _BaseVAE:
                 z = module.prior().sample((n,))
                 out.append(module.postprocess(module.decode(z).sample()).cpu())
         return torch.cat(out).numpy()
+
+    def save(self, path):
+        """Write the fitted estimator to a file that loads without unpickling.
+
+        The file is a safetensors file: the model's tensors and per-epoch
+        losses, with the parameters, fitted attributes, skvae version and a
+        checksum as JSON in its header. Read it back with :func:`skvae.load`,
+        which is safe for files from untrusted sources, unlike pickle or
+        joblib. Parameters that JSON cannot hold (a ``RandomState`` instance,
+        ``callbacks``) are saved as None with a warning; they only matter for
+        training.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write; an existing file is replaced. The usual suffix is
+            ``.safetensors``.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> import numpy as np
+        >>> from skvae import VAETransformer, load
+        >>> X = np.random.default_rng(0).normal(size=(50, 3))
+        >>> vt = VAETransformer(n_components=2, hidden_layer_sizes=(8,), max_iter=2,
+        ...                     random_state=0).fit(X)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     vt.save(os.path.join(folder, "vt.safetensors"))
+        ...     loaded = load(os.path.join(folder, "vt.safetensors"))
+        >>> bool(np.array_equal(loaded.transform(X), vt.transform(X)))
+        True
+        """
+        save_estimator(self, path)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
