@@ -512,10 +512,10 @@ class _BaseVAE:
             return None, None
         try:
             low, high = (np.asarray(b, dtype=float) for b in self.bounds)
-            finite = np.all(np.isfinite(low)) and np.all(np.isfinite(high))
+            valid = np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)
         except (TypeError, ValueError):
-            finite = False
-        if not finite or not np.all(low < high):
+            valid = False
+        if not valid:
             raise InvalidParameterError(
                 f"The 'bounds' parameter of {type(self).__name__} must be None or a (low, "
                 f"high) pair of finite numbers or arrays with low < high. Got {self.bounds!r} "

@@ -32,10 +32,11 @@ ACTIVATIONS = {
 
 # Floor on the encoder's standard deviation, so log q(z|x) stays finite.
 MIN_LATENT_SCALE = 1e-4
-# Caps on the encoder's mean and standard deviation. Under the N(0, I) prior
-# they cost over 5e3 nats of KL, so training never reaches them; they keep z,
-# log p(z), log q(z|x) and the decoder finite in float32 for rows far outside
-# the training data.
+# Caps on the encoder's mean and standard deviation at inference. Under the
+# N(0, I) prior they cost over 5e3 nats of KL, so a trained model never
+# reaches them on its data (training skips them: two ops per step); they keep
+# z, log p(z), log q(z|x) and the decoder finite in float32 for rows far
+# outside the training data.
 MAX_LATENT_LOC = 1e3
 MAX_LATENT_SCALE = 1e2
 
@@ -124,11 +125,17 @@ class VAEModule(nn.Module):
         y = y.to(torch.float64)
         return y if transform is None else transform(y)
 
-    def encode(self, y):
-        """q(z|y): ``Independent(Normal)`` with batch shape ``y.shape[:-1]``."""
+    def encode(self, y, *, capped=False):
+        """q(z|y): ``Independent(Normal)`` with batch shape ``y.shape[:-1]``.
+
+        ``capped=True`` (inference) bounds its mean and scale by ``MAX_LATENT_LOC``
+        and ``MAX_LATENT_SCALE``.
+        """
         loc, raw_scale = self.encoder_head(self.encoder(y)).chunk(2, dim=-1)
-        loc = loc.clamp(-MAX_LATENT_LOC, MAX_LATENT_LOC)
-        scale = (F.softplus(raw_scale) + MIN_LATENT_SCALE).clamp(max=MAX_LATENT_SCALE)
+        scale = F.softplus(raw_scale) + MIN_LATENT_SCALE
+        if capped:
+            loc = loc.clamp(-MAX_LATENT_LOC, MAX_LATENT_LOC)
+            scale = scale.clamp(max=MAX_LATENT_SCALE)
         return Independent(Normal(loc, scale, validate_args=False), 1)
 
     def decode(self, z):
@@ -157,7 +164,7 @@ class VAEModule(nn.Module):
         which rows are scored with it.
         """
         y, log_det = self.preprocess(x)
-        qz = self.encode(y)
+        qz = self.encode(y, capped=True)
         pz = self.prior()
         loc, scale = qz.base_dist.loc, qz.base_dist.scale
         eps = eps.to(loc)

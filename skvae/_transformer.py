@@ -76,7 +76,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVAE
         module = self.net_.module_
         rows = max(1, _CHUNK_ELEMENTS // self._widest_layer())
         Z = self._map_rows(
-            lambda x: module.encode(module.preprocess(x)[0]).mean, X, rows_per_chunk=rows
+            lambda x: module.encode(module.preprocess(x)[0], capped=True).mean, X, rows_per_chunk=rows
         )
         return Z.reshape(len(X), module.n_components).astype(X.dtype, copy=False)
 

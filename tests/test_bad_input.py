@@ -274,6 +274,7 @@ INVALID_PARAMETERS = [
     ("hidden_layer_sizes", (True,)), ("hidden_layer_sizes", "8"),
     ("activation", "sigmoid"), ("likelihood", "poisson"),
     ("bounds", (0,)), ("bounds", (0, 1, 2)), ("bounds", (1, 0)), ("bounds", (0, np.inf)), ("bounds", "ab"),
+    ("bounds", ([0, 0], [1, 1, 1])),
     ("beta", -1.0), ("beta", np.nan), ("beta", np.inf),
     ("n_importance_samples", 0), ("n_importance_samples", -1), ("n_importance_samples", 2.5),
     ("bound", "kl"), ("batch_size", 0), ("batch_size", "big"), ("batch_size", 1.5),

@@ -5,7 +5,7 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from skvae._engine import BatchIterator, StoppingRule, StopTraining, VAENet
+from skvae._engine import BatchIterator, LastGoodState, StoppingRule, StopTraining, VAENet
 from skvae._module import VAEModule
 
 
@@ -56,3 +56,31 @@ def test_a_users_keyboard_interrupt_is_not_swallowed():
                  train_split=None, verbose=0, callbacks=[_Interrupt()])
     with pytest.raises(KeyboardInterrupt):
         net.fit(torch.randn(8, 2))
+
+
+class _PoisonInEpoch(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training and len(net.history) == self.epoch:
+            with torch.no_grad():
+                net.module_.decoder_head.bias.fill_(float("nan"))
+
+
+def test_last_good_state_undoes_a_diverged_epoch_and_stops():
+    X = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+    kept = {}
+
+    class _Record(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            kept[len(net.history)] = {k: v.clone() for k, v in net.module_.state_dict().items()}
+
+    net = VAENet(VAEModule, module__n_features=2, module__n_components=1, max_epochs=6, batch_size=4,
+                 train_split=None, verbose=0, callbacks=[("last_good", LastGoodState()), _Record(), _PoisonInEpoch(3)])
+    net.partial_fit(X)
+    guard = dict(net.callbacks_)["last_good"]
+    assert guard.diverged_epoch_ == 3 and "to nan nats per sample" in guard.reason_
+    assert len(net.history) == 2 and guard.state_ is None
+    for key, value in net.module_.state_dict().items():
+        assert torch.equal(value, kept[2][key])
