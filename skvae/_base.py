@@ -154,11 +154,12 @@ class _BaseVAE:
         If the loss or the weights become non-finite (divergence), the epoch
         is undone and training stops: with a warning when an earlier epoch
         ended finite (the model keeps its weights), with a ``ValueError``
-        otherwise. A ``KeyboardInterrupt`` is never swallowed: the epoch it
-        interrupts is undone, the model keeps the last completed epoch (the
-        best one with early stopping) with a warning, and the interrupt is
-        raised again. A fit from scratch that fails for any reason leaves the
-        estimator unfitted, never half-built.
+        otherwise. A ``KeyboardInterrupt`` (or an error raised by a callback)
+        is never swallowed: the epoch it interrupts is undone, the model keeps
+        the completed epochs (the best one with early stopping) with a
+        warning, and the exception propagates. A fit from scratch that fails
+        before completing an epoch leaves the estimator unfitted, never
+        half-built.
 
         Parameters
         ----------
@@ -386,8 +387,10 @@ class _BaseVAE:
         try:
             with _seeded_torch(_derive_seed(seed, len(net.history)), net.device):
                 net.partial_fit(self._training_data(X))
-        except KeyboardInterrupt:
-            self._keep_completed_epochs(net, early)
+        except BaseException as exc:
+            # An interrupt, or an error in a callback or on the device: never
+            # swallowed, but the partial epoch is undone first.
+            self._keep_completed_epochs(net, early, cause=type(exc).__name__)
             raise
         if guard.diverged_epoch_ is not None and not len(net.history):
             raise ValueError(
@@ -399,8 +402,8 @@ class _BaseVAE:
         remedy = f"lower learning_rate_init (now {self.learning_rate_init:g})"
         return remedy + (f" or beta (now {self.beta:g})" if self.beta > 1 else "")
 
-    def _keep_completed_epochs(self, net, early):
-        """After an interrupt: keep the completed epochs, if any, with a warning."""
+    def _keep_completed_epochs(self, net, early, *, cause):
+        """After an interrupt or error: keep the completed epochs, if any, with a warning."""
         callbacks = dict(net.callbacks_)
         callbacks["last_good"].restore(net)
         if not len(net.history):
@@ -411,8 +414,8 @@ class _BaseVAE:
         self.net_ = net
         self._record_history(early)
         warnings.warn(
-            f"Training interrupted by the user; the model keeps the {self.n_iter_} "
-            "completed epochs (the best one with early stopping).",
+            f"Training stopped by {cause}; the model keeps the {self.n_iter_} completed "
+            "epochs (the best one with early stopping).",
             UserWarning,
         )
 

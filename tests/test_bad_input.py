@@ -298,6 +298,11 @@ def test_invalid_parameters_raise_at_fit_never_at_construction(Estimator, param,
         check_is_fitted(est)
 
 
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_every_constrained_parameter_has_an_invalid_value_in_the_table(Estimator):
+    assert set(Estimator._parameter_constraints) <= {param for param, _ in INVALID_PARAMETERS}
+
+
 def test_bounds_with_a_bernoulli_likelihood_is_an_invalid_combination():
     est = VAEDensityEstimator(likelihood="bernoulli", bounds=(0, 1), **FAST)
     with pytest.raises(InvalidParameterError, match="bounds is only used with likelihood='gaussian'"):

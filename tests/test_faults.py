@@ -145,7 +145,7 @@ def test_divergence_on_a_first_partial_fit_leaves_the_estimator_unfitted(X):
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_interrupt_mid_epoch_keeps_the_completed_epochs_and_propagates(Estimator, X):
     est = Estimator(max_iter=5, callbacks=[_InterruptAt(epoch=3)], **FAST)
-    with pytest.warns(UserWarning, match="interrupted by the user; the model keeps the 2 completed epochs"):
+    with pytest.warns(UserWarning, match="stopped by KeyboardInterrupt; the model keeps the 2 completed epochs"):
         with pytest.raises(KeyboardInterrupt):
             est.fit(X)
     assert est.n_iter_ == 2 and len(est.loss_curve_) == 2 and len(est.net_.history) == 2
@@ -203,3 +203,22 @@ def test_interrupt_with_early_stopping_keeps_the_best_epoch(X):
     assert est.validation_scores_ == reference.validation_scores_
     assert est.best_validation_score_ == reference.best_validation_score_
     _assert_same_outputs(est, reference, X)
+
+
+class _FailAt(_InterruptAt):
+    def on_batch_end(self, net, training=False, **kwargs):
+        try:
+            super().on_batch_end(net, training=training, **kwargs)
+        except KeyboardInterrupt:
+            raise RuntimeError("a callback failed") from None
+
+
+def test_an_error_in_a_callback_propagates_after_undoing_the_partial_epoch(X):
+    est = VAEDensityEstimator(max_iter=2, warm_start=True, **FAST).fit(X)
+    before = est.score_samples(X)
+    est.set_params(callbacks=[_FailAt(epoch=3)])
+    with pytest.warns(UserWarning, match="stopped by RuntimeError; the model keeps the 2 completed"):
+        with pytest.raises(RuntimeError, match="a callback failed"):
+            est.fit(X)
+    assert est.n_iter_ == 2 and len(est.net_.history) == 2
+    np.testing.assert_array_equal(est.score_samples(X), before)

@@ -111,6 +111,16 @@ def test_a_model_saved_from_cuda_loads_on_cpu(X, tmp_path):
     np.testing.assert_allclose(loaded.score_samples(X), de.score_samples(X), rtol=1e-5)
 
 
+def test_a_file_naming_a_cuda_device_loads_on_cpu(X, saved):
+    # What save writes from a GPU: tensors moved to the CPU, device="cuda" in the header.
+    params = _header(saved, "params")
+    _rewrite(saved, metadata={"params": json.dumps({**params, "device": "cuda"})})
+    loaded = load(saved)
+    assert loaded.device == "cpu" and loaded.net_.device == "cpu"
+    reference = VAEDensityEstimator(**FAST).fit(X)
+    np.testing.assert_array_equal(loaded.score_samples(X), reference.score_samples(X))
+
+
 def test_load_puts_the_model_on_the_requested_device(X, tmp_path):
     de = VAEDensityEstimator(**FAST).fit(X)
     de.save(tmp_path / "model.safetensors")
