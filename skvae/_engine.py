@@ -164,8 +164,9 @@ class LastGoodState(Callback):
 
     An epoch diverged when a loss or a weight is non-finite, or when the
     training loss exceeds the loss before the call by more than
-    ``EXPLOSION_FACTOR`` times ``max(|loss before|, n_features)`` nats: Adam
-    and the module's clamps often keep a diverging fit finite but useless.
+    ``EXPLOSION_FACTOR`` times ``max(|loss before|, n_features)`` nats: Adam's
+    normalised steps often keep a diverging fit finite but useless (a
+    learning rate of 10 reaches a loss of 1e9 nats per sample, not inf).
     Both the epoch's recorded loss and the loss of its final weights on one
     fixed batch are checked, since the last step of an epoch is not in the
     former. The checks cost one forward pass of one batch per epoch, nothing
