@@ -1,6 +1,7 @@
 """_BaseVAE: parameters, fit/partial_fit plumbing and the numpy <-> torch boundary."""
 
 import math
+import mmap
 import warnings
 from contextlib import contextmanager
 from copy import deepcopy
@@ -16,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._engine import LastGoodState, StoppingRule, VAENet, rows_as_tensor
+from ._engine import LastGoodState, ModelSpaceRows, Rows, StoppingRule, VAENet, rows_as_tensor
 from ._likelihoods import LIKELIHOODS
 from ._module import ACTIVATIONS, VAEModule
 from ._persistence import save_estimator
@@ -386,7 +387,7 @@ class _BaseVAE:
         guard = dict(net.callbacks_)["last_good"]
         try:
             with _seeded_torch(_derive_seed(seed, len(net.history)), net.device):
-                net.partial_fit(self._training_data(X))
+                net.partial_fit(self._training_data(X, net.module_))
         except BaseException as exc:
             # An interrupt, or an error in a callback or on the device: never
             # swallowed, but the partial epoch is undone first.
@@ -482,9 +483,11 @@ class _BaseVAE:
             *self._user_callbacks(),
         ]
 
-    def _training_data(self, X):
-        """A tensor view of in-memory X (no copy); read-only arrays stay numpy."""
-        return torch.from_numpy(X) if X.flags.writeable else X
+    def _training_data(self, X, module):
+        """In-memory X mapped to model space once; a memory-mapped X read per batch."""
+        if _is_memory_mapped(X):
+            return Rows(X)
+        return ModelSpaceRows.from_data(module, X)
 
     def _record_history(self, early):
         epochs = [row for row in self.net_.history if "train_loss" in row]
@@ -682,6 +685,15 @@ def _data_statistics(X, low, high, chunk_rows=65536):
             "divide X by a constant first, e.g. with sklearn.preprocessing.MaxAbsScaler."
         )
     return scaler.mean_, scaler.scale_
+
+
+def _is_memory_mapped(X):
+    """Whether X is a np.memmap or a view of one (read from disk, not held in memory)."""
+    while X is not None:
+        if isinstance(X, (np.memmap, mmap.mmap)):
+            return True
+        X = getattr(X, "base", None)
+    return False
 
 
 def _resolve_device(device):

@@ -21,7 +21,11 @@ class StopTraining(Exception):
 
 
 class Rows(torch.utils.data.Dataset):
-    """The rows of a 2-D tensor or array, read a whole batch at a time."""
+    """The rows of a 2-D tensor or array (a memmap too), read a whole batch at a time.
+
+    ``rows[index]`` takes a slice or a 1-D index tensor and returns a tensor
+    batch; array rows are read and converted only when their batch is asked for.
+    """
 
     def __init__(self, X):
         self.X = X
@@ -29,46 +33,93 @@ class Rows(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.X)
 
-    def __getitem__(self, i):
-        return self.X[i]
+    def __getitem__(self, index):
+        if isinstance(self.X, torch.Tensor):
+            return self.X[index]
+        if isinstance(index, torch.Tensor):
+            index = index.numpy()
+        return rows_as_tensor(self.X[index])
 
 
-class BatchIterator:
-    """Yield ``(X_batch, None)`` batches by slicing, with a seeded shuffle per pass.
+class ModelSpaceRows(torch.utils.data.Dataset):
+    """Rows already mapped to the module's model space, with their log-Jacobians.
+
+    A batch is ``{"x": y, "log_det": log_det}``, the keyword arguments of
+    ``VAEModule.forward`` (skorch passes dict batches as keywords), so the data
+    transform runs once per fit instead of once per batch.
 
     Parameters
     ----------
-    X : Tensor or ndarray of shape (n_samples, n_features)
+    y : Tensor of shape (n_samples, n_features)
+        Model-space rows, of the module's dtype.
+    log_det : Tensor of shape (n_samples,)
+        log |dy/dx| per row, of the same dtype.
+    """
+
+    def __init__(self, y, log_det):
+        self.y = y
+        self.log_det = log_det
+
+    @classmethod
+    def from_data(cls, module, X, *, chunk_rows=65536):
+        """Map the rows of X (array or tensor) to model space in chunks, on the CPU."""
+        device = module.encoder_head.weight.device
+        y, log_det = [], []
+        with torch.no_grad():
+            for start in range(0, len(X), chunk_rows):
+                block = rows_as_tensor(X[start : start + chunk_rows]).to(device)
+                y_block, log_det_block = module.preprocess(block)
+                y.append(y_block.cpu())
+                log_det.append(log_det_block.to(y_block.dtype).cpu())
+        return cls(torch.cat(y), torch.cat(log_det))
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, index):
+        if isinstance(index, torch.Tensor):
+            # index_select gathers rows in half the time of advanced indexing.
+            return {"x": self.y.index_select(0, index), "log_det": self.log_det.index_select(0, index)}
+        return {"x": self.y[index], "log_det": self.log_det[index]}
+
+
+class BatchIterator:
+    """Yield ``(batch, None)`` by slicing a dataset, with a seeded shuffle per pass.
+
+    Parameters
+    ----------
+    rows : Rows or ModelSpaceRows
+        A dataset indexed by a slice or an index tensor for a whole batch.
     indices : ndarray of int or None
-        Which rows of X to use (a validation split); None for all.
+        Which rows to use (a validation split); None for all.
     batch_size : int
     shuffle : bool
     generator : torch.Generator or None
         Source of the permutations; each pass draws a new one.
     """
 
-    def __init__(self, X, indices, *, batch_size, shuffle, generator=None):
-        self.X = X
+    def __init__(self, rows, indices, *, batch_size, shuffle, generator=None):
+        self.rows = rows
         self.indices = None if indices is None else torch.as_tensor(np.asarray(indices))
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
 
     def __len__(self):
-        n = len(self.X) if self.indices is None else len(self.indices)
+        n = len(self.rows) if self.indices is None else len(self.indices)
         return math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        n = len(self.X) if self.indices is None else len(self.indices)
+        n = len(self.rows) if self.indices is None else len(self.indices)
         if not self.shuffle and self.indices is None:
             for start in range(0, n, self.batch_size):
-                yield rows_as_tensor(self.X[start : start + self.batch_size]), None
+                yield self.rows[start : start + self.batch_size], None
             return
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         if self.indices is not None:
             order = self.indices[order]
-        for rows in order.split(self.batch_size):
-            yield _take(self.X, rows), None
+        for index in order.split(self.batch_size):
+            yield self.rows[index], None
 
 
 def rows_as_tensor(block):
@@ -79,10 +130,6 @@ def rows_as_tensor(block):
     if not block.flags.writeable:
         block = block.copy()
     return torch.from_numpy(block)
-
-
-def _take(X, rows):
-    return X[rows] if isinstance(X, torch.Tensor) else rows_as_tensor(X[rows.numpy()])
 
 
 class VAENet(NeuralNet):
@@ -118,7 +165,7 @@ class VAENet(NeuralNet):
         if training:
             generator = torch.Generator().manual_seed(int(self.seed))
         return BatchIterator(
-            dataset.X, indices, batch_size=self.batch_size, shuffle=training, generator=generator
+            dataset, indices, batch_size=self.batch_size, shuffle=training, generator=generator
         )
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
@@ -180,9 +227,9 @@ class LastGoodState(Callback):
 
     def on_train_begin(self, net, X=None, **kwargs):
         self.diverged_epoch_ = self.reason_ = None
-        self.batch_ = rows_as_tensor(X[: net.batch_size])
+        self.batch_ = net.get_dataset(X)[: net.batch_size]
         self.initial_loss_ = _batch_loss(net, self.batch_)
-        slack = self.EXPLOSION_FACTOR * max(abs(self.initial_loss_), X.shape[1])
+        slack = self.EXPLOSION_FACTOR * max(abs(self.initial_loss_), net.module__n_features)
         self.loss_limit_ = self.initial_loss_ + slack if math.isfinite(slack) else math.inf
         self._snapshot(net)
 

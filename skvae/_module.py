@@ -148,9 +148,13 @@ class VAEModule(nn.Module):
         zeros = weight.new_zeros(self.n_components)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
-    def forward(self, x):
-        """One reparameterised draw per row: (log p(y|z), KL(q || p), log |dy/dx|), each (n,)."""
-        y, log_det = self.preprocess(x)
+    def forward(self, x, log_det=None):
+        """One reparameterised draw per row: (log p(y|z), KL(q || p), log |dy/dx|), each (n,).
+
+        Given ``log_det``, ``x`` is taken to be in model space already (the
+        output of ``preprocess``, applied once to the whole data).
+        """
+        y, log_det = self.preprocess(x) if log_det is None else (x, log_det)
         qz = self.encode(y)
         z = qz.rsample()
         kl = kl_divergence(qz, self.prior())

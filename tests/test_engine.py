@@ -5,7 +5,15 @@ import pytest
 import torch
 from skorch.callbacks import Callback
 
-from skvae._engine import BatchIterator, LastGoodState, StoppingRule, StopTraining, VAENet
+from skvae._engine import (
+    BatchIterator,
+    LastGoodState,
+    ModelSpaceRows,
+    Rows,
+    StoppingRule,
+    StopTraining,
+    VAENet,
+)
 from skvae._module import VAEModule
 
 
@@ -15,11 +23,11 @@ def _rows_seen(iterator):
 
 def test_each_pass_visits_every_row_once_in_a_new_seeded_order():
     X = torch.arange(10, dtype=torch.float32)[:, None]
-    it = BatchIterator(X, None, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+    it = BatchIterator(Rows(X), None, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
     first, second = _rows_seen(it), _rows_seen(it)
     assert sorted(first) == sorted(second) == list(range(10))
     assert first != second
-    again = BatchIterator(X, None, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
+    again = BatchIterator(Rows(X), None, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0))
     assert _rows_seen(again) == first
     assert len(it) == 4
 
@@ -27,9 +35,9 @@ def test_each_pass_visits_every_row_once_in_a_new_seeded_order():
 def test_subset_indices_and_read_only_numpy_input():
     X = np.arange(10, dtype=np.float64)[:, None]
     X.setflags(write=False)
-    it = BatchIterator(X, np.array([7, 2, 5]), batch_size=2, shuffle=False)
+    it = BatchIterator(Rows(X), np.array([7, 2, 5]), batch_size=2, shuffle=False)
     assert _rows_seen(it) == [7, 2, 5]
-    assert _rows_seen(BatchIterator(X, None, batch_size=4, shuffle=False)) == list(range(10))
+    assert _rows_seen(BatchIterator(Rows(X), None, batch_size=4, shuffle=False)) == list(range(10))
 
 
 def test_stopping_rule_raises_its_own_signal():
@@ -84,3 +92,21 @@ def test_last_good_state_undoes_a_diverged_epoch_and_stops():
     assert len(net.history) == 2 and guard.state_ is None
     for key, value in net.module_.state_dict().items():
         assert torch.equal(value, kept[2][key])
+
+
+def test_model_space_rows_hold_what_per_batch_preprocessing_gives():
+    module = VAEModule(n_features=3, n_components=1, shift=[0.1, -0.2, 0.0], scale=[2.0, 0.5, 1.0],
+                       low=[0.0, -1.0, 5.0], high=[1.0, 1.0, 9.0])
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(0, 1, 7), rng.uniform(-1, 1, 7), rng.uniform(5, 9, 7)])
+    rows = ModelSpaceRows.from_data(module, X, chunk_rows=3)
+    index = torch.tensor([4, 1, 6])
+    y, log_det = module.preprocess(torch.from_numpy(X[[4, 1, 6]]))
+    batch = rows[index]
+    assert set(batch) == {"x", "log_det"}
+    assert batch["x"].dtype == batch["log_det"].dtype == torch.float32
+    torch.testing.assert_close(batch["x"], y, rtol=0, atol=0)
+    torch.testing.assert_close(batch["log_det"], log_det.float(), rtol=0, atol=0)
+    torch.testing.assert_close(rows[1:3]["x"], module.preprocess(torch.from_numpy(X[1:3]))[0], rtol=0, atol=0)
+    assert len(rows) == 7
+

@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback, LRScheduler
 
 from skvae import VAEDensityEstimator, VAETransformer
+from skvae._engine import ModelSpaceRows
 
 FAST = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=5, n_importance_samples=8)
 ESTIMATORS = [VAEDensityEstimator, VAETransformer]
@@ -284,3 +285,21 @@ def test_invalid_parameters_raise_at_fit_not_construction(X):
         est.fit(X)
     with pytest.raises(ValueError, match="The .hidden_layer_sizes. parameter"):
         VAEDensityEstimator(hidden_layer_sizes=(8, 0)).fit(X)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_memory_mapped_input_is_read_per_batch_and_trains_identically(early_stopping, X, tmp_path, monkeypatch):
+    X = np.vstack([X, X[::-1]])
+    np.save(tmp_path / "X.npy", X)
+    X_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
+    params = dict(random_state=0, early_stopping=early_stopping, **FAST)
+    in_memory = VAEDensityEstimator(**params).fit(X)
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("a memory-mapped X was copied into memory")
+
+    monkeypatch.setattr(ModelSpaceRows, "from_data", no_copy)
+    from_disk = VAEDensityEstimator(**params).fit(X_disk)
+    assert from_disk.loss_curve_ == in_memory.loss_curve_
+    assert from_disk.validation_scores_ == in_memory.validation_scores_
+    np.testing.assert_array_equal(from_disk.score_samples(X), in_memory.score_samples(X))

@@ -76,3 +76,15 @@ def test_encoder_outputs_are_capped_so_scores_stay_finite_under_extreme_draws():
         eps = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)) * 10
         for bound in ("iwae", "elbo"):
             assert torch.isfinite(module.log_marginal(x, eps, bound=bound)).all()
+
+
+def test_forward_on_model_space_rows_equals_forward_on_data():
+    module = _module(shift=[0.1, -0.2, 0.0], scale=[2.0, 0.5, 1.0], low=[0.0, -1.0, 5.0], high=[1.0, 1.0, 9.0])
+    x = torch.tensor([[0.2, 0.9, 5.5], [0.99, -0.99, 8.9]], dtype=torch.float64)
+    y, log_det = module.preprocess(x)
+    torch.manual_seed(3)
+    from_data = module(x)
+    torch.manual_seed(3)
+    from_model_space = module(y, log_det.float())
+    for a, b in zip(from_data, from_model_space):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
