@@ -8,7 +8,6 @@ Ctrl-C is never mistaken for convergence.
 """
 
 import math
-from copy import deepcopy
 
 import numpy as np
 import torch
@@ -77,9 +76,6 @@ class ModelSpaceRows(torch.utils.data.Dataset):
         return len(self.y)
 
     def __getitem__(self, index):
-        if isinstance(index, torch.Tensor):
-            # index_select gathers rows in half the time of advanced indexing.
-            return {"x": self.y.index_select(0, index), "log_det": self.log_det.index_select(0, index)}
         return {"x": self.y[index], "log_det": self.log_det[index]}
 
 
@@ -186,19 +182,29 @@ class VAENet(NeuralNet):
 
 
 class StoppingRule(EarlyStopping):
-    """skorch's ``EarlyStopping`` that records why it stopped and raises ``StopTraining``."""
+    """skorch's ``EarlyStopping`` that records why it stopped and raises ``StopTraining``.
+
+    The best weights are kept with ``cloned_state``: skorch deep-copies the
+    state dict at every improving epoch, which is slow (see ``cloned_state``).
+    """
 
     def on_train_begin(self, net, **kwargs):
         super().on_train_begin(net, **kwargs)
         self.stopped_ = False
 
     def on_epoch_end(self, net, **kwargs):
+        best_epoch, load_best = self.best_epoch_, self.load_best
+        self.load_best = False
         try:
             super().on_epoch_end(net, **kwargs)
         except KeyboardInterrupt:
             # skorch's way of saying "patience ran out"; turn it into our own signal.
             self.stopped_ = True
             raise StopTraining from None
+        finally:
+            self.load_best = load_best
+        if load_best and self.best_epoch_ != best_epoch:
+            self.best_model_weights_ = cloned_state(net.module_.state_dict())
 
     def on_train_end(self, net, **kwargs):
         # The history is empty when the first epoch diverged and was undone.
@@ -273,13 +279,29 @@ class LastGoodState(Callback):
     def _snapshot(self, net):
         self.state_ = (
             len(net.history),
-            deepcopy(net.module_.state_dict()),
-            deepcopy(net.optimizer_.state_dict()),
+            cloned_state(net.module_.state_dict()),
+            cloned_state(net.optimizer_.state_dict()),
         )
 
     def __getstate__(self):
         # A snapshot only lives during a call to fit; never pickle one.
         return {**self.__dict__, "state_": None, "batch_": None}
+
+
+def cloned_state(state):
+    """A copy of a (nested) state dict with every tensor cloned.
+
+    ``copy.deepcopy`` copies tensor storages through a slow path on CPU: 1 to
+    30 ms for the 170,000 weights of a (256, 256) model and as much for its
+    Adam state, up to a whole epoch on 2,000 rows, where clones take 0.1 ms.
+    """
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {key: cloned_state(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(cloned_state(value) for value in state)
+    return state
 
 
 def _batch_loss(net, batch):

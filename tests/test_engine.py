@@ -13,6 +13,7 @@ from skvae._engine import (
     StoppingRule,
     StopTraining,
     VAENet,
+    cloned_state,
 )
 from skvae._module import VAEModule
 
@@ -110,3 +111,39 @@ def test_model_space_rows_hold_what_per_batch_preprocessing_gives():
     torch.testing.assert_close(rows[1:3]["x"], module.preprocess(torch.from_numpy(X[1:3]))[0], rtol=0, atol=0)
     assert len(rows) == 7
 
+
+def _tiny_net(callbacks, **kwargs):
+    defaults = dict(module__n_features=2, module__n_components=1, max_epochs=3, batch_size=4,
+                    train_split=None, verbose=0)
+    return VAENet(VAEModule, callbacks=callbacks, **{**defaults, **kwargs})
+
+
+class _WeightsPerEpoch(Callback):
+    def initialize(self):
+        self.states_ = []
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        self.states_.append({key: value.clone() for key, value in net.module_.state_dict().items()})
+
+
+def test_stopping_rule_restores_a_snapshot_of_the_best_weights():
+    # threshold=1e9: only the first epoch counts as an improvement.
+    weights = _WeightsPerEpoch()
+    rule = StoppingRule(monitor="train_loss", patience=5, threshold=1e9, threshold_mode="abs",
+                        load_best=True)
+    net = _tiny_net([weights, ("stopping", rule)], max_epochs=3).fit(torch.randn(8, 2))
+    first, last = weights.states_[0], weights.states_[-1]
+    assert not torch.equal(first["encoder_head.weight"], last["encoder_head.weight"])
+    for key, value in net.module_.state_dict().items():
+        torch.testing.assert_close(value, first[key], rtol=0, atol=0)
+
+
+def test_cloned_state_copies_every_tensor_of_a_nested_state():
+    state = {"a": torch.ones(2), "b": [torch.zeros(1), (torch.ones(1), 3)], "c": 1.5}
+    copy = cloned_state(state)
+    for tensor in (state["a"], state["b"][0], state["b"][1][0]):
+        tensor.add_(1)
+    torch.testing.assert_close(copy["a"], torch.ones(2))
+    assert copy["b"][0].item() == 0 and copy["b"][1][0].item() == 1
+    assert isinstance(copy["b"][1], tuple) and copy["b"][1][1] == 3 and copy["c"] == 1.5
