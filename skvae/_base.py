@@ -10,7 +10,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from scipy.special import logit
-from skorch.callbacks import Callback, ProgressBar
+from skorch.callbacks import Callback, PrintLog, ProgressBar
 from skorch.dataset import ValidSplit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
@@ -482,6 +482,8 @@ class _BaseVAE:
             *extra,
             *self._user_callbacks(),
         ]
+        # skorch's PrintLog formats a table every epoch, even when it prints nothing.
+        net.callbacks__print_log = PrintLog() if self.verbose else None
 
     def _training_data(self, X, module):
         """In-memory X mapped to model space once; a memory-mapped X read per batch."""

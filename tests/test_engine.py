@@ -118,6 +118,24 @@ def _tiny_net(callbacks, **kwargs):
     return VAENet(VAEModule, callbacks=callbacks, **{**defaults, **kwargs})
 
 
+class _RecordModes(Callback):
+    def initialize(self):
+        self.modes_ = []
+        return self
+
+    def on_batch_end(self, net, batch=None, training=False, **kwargs):
+        self.modes_.append((training, net.module_.training))
+
+
+def test_module_mode_follows_training_and_validation_batches():
+    from skorch.dataset import ValidSplit
+
+    recorder = _RecordModes()
+    _tiny_net([recorder], train_split=ValidSplit(0.25)).fit(torch.randn(16, 2))
+    assert {training for training, _ in recorder.modes_} == {True, False}
+    assert all(training == mode for training, mode in recorder.modes_)
+
+
 class _WeightsPerEpoch(Callback):
     def initialize(self):
         self.states_ = []
