@@ -17,7 +17,15 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._engine import LastGoodState, ModelSpaceRows, Rows, StoppingRule, VAENet, rows_as_tensor
+from ._engine import (
+    LastGoodState,
+    ModelSpaceRows,
+    Rows,
+    StoppingRule,
+    VAENet,
+    adam_options,
+    rows_as_tensor,
+)
 from ._likelihoods import LIKELIHOODS
 from ._module import ACTIVATIONS, VAEModule
 from ._persistence import save_estimator
@@ -437,6 +445,7 @@ class _BaseVAE:
 
     def _build_net(self, n_features, scaling, *, seed):
         """A net for these parameters, initialised from ``seed``; ``scaling`` holds its buffers."""
+        device = _resolve_device(self.device)
         net = VAENet(
             VAEModule,
             module__n_features=n_features,
@@ -447,7 +456,8 @@ class _BaseVAE:
             **{f"module__{k}": v for k, v in scaling.items()},
             optimizer=torch.optim.Adam,
             lr=self.learning_rate_init,
-            device=_resolve_device(self.device),
+            device=device,
+            **adam_options(device),
         )
         with _seeded_torch(seed, net.device):
             net.initialize()

@@ -13,6 +13,7 @@ from skvae._engine import (
     StoppingRule,
     StopTraining,
     VAENet,
+    adam_options,
     cloned_state,
 )
 from skvae._module import VAEModule
@@ -165,3 +166,12 @@ def test_cloned_state_copies_every_tensor_of_a_nested_state():
     torch.testing.assert_close(copy["a"], torch.ones(2))
     assert copy["b"][0].item() == 0 and copy["b"][1][0].item() == 1
     assert isinstance(copy["b"][1], tuple) and copy["b"][1][1] == 3 and copy["c"] == 1.5
+
+
+def test_adam_uses_the_fused_kernel_where_torch_has_one():
+    assert adam_options("meta") == {}
+    version = tuple(int(part) for part in torch.__version__.split(".")[:2])
+    if version >= (2, 4):
+        assert adam_options("cpu") == {"optimizer__fused": True}
+        net = _tiny_net([], **adam_options("cpu")).initialize()
+        assert net.optimizer_.defaults["fused"] is True
