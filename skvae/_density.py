@@ -38,6 +38,8 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     GaussianMixture convention), not the sum that ``KernelDensity.score``
     returns.
 
+{parallel_notes}
+
     References
     ----------
     Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes.

@@ -132,7 +132,26 @@ grows (Burda et al., 2015); ``bound='elbo'`` gives the looser evidence lower
 bound. The draws are fixed by ``random_state`` and shared by all rows, so a
 row's score does not depend on the other rows scored with it."""
 
-DOCS = {"parameters": _PARAMETERS, "attributes": _ATTRIBUTES, "score_notes": _SCORE_NOTES}
+_PARALLEL_NOTES = """\
+Training and scoring run on torch's intra-op thread pool, which torch sizes
+at import from ``OMP_NUM_THREADS`` (all cores by default); skvae never
+changes it. joblib's default backend (loky) starts the workers of
+``GridSearchCV(n_jobs=k)`` or ``cross_validate(n_jobs=k)`` with
+``OMP_NUM_THREADS`` set to ``cpu_count // k``, so each worker's torch uses
+its share of the cores and they are not oversubscribed. Forcing more
+threads per worker (``joblib.parallel_config(inner_max_num_threads=...)``
+or a larger ``OMP_NUM_THREADS`` exported beforehand) oversubscribes them:
+on 2 cores, 2 workers of 2 threads each made a grid search 6.5x slower.
+With joblib's threading backend or threads of your own, cap torch with
+``torch.set_num_threads`` (process-wide), or with
+``threadpoolctl.threadpool_limits`` inside each thread."""
+
+DOCS = {
+    "parameters": _PARAMETERS,
+    "attributes": _ATTRIBUTES,
+    "score_notes": _SCORE_NOTES,
+    "parallel_notes": _PARALLEL_NOTES,
+}
 
 
 def fill_doc(template):

@@ -1,5 +1,6 @@
 """Behaviour of VAETransformer and VAEDensityEstimator as scikit-learn estimators."""
 
+import os
 import pickle
 import warnings
 
@@ -10,7 +11,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback, LRScheduler
@@ -176,6 +177,21 @@ def test_grid_search_in_parallel_selects_by_held_out_likelihood(X):
     np.testing.assert_allclose(
         search.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"], rtol=1e-6
     )
+
+
+class _RecordThreads(Callback):
+    def on_train_begin(self, net, **kwargs):
+        self.n_threads_ = torch.get_num_threads()
+
+
+def test_parallel_workers_train_on_their_share_of_the_cores(X):
+    # loky starts workers with OMP_NUM_THREADS = cpu_count // n_jobs (unless the
+    # variable is set already), and torch sizes its thread pool from it.
+    est = VAEDensityEstimator(callbacks=[("threads", _RecordThreads())], random_state=0, **FAST)
+    result = cross_validate(est, X, cv=2, n_jobs=2, return_estimator=True)
+    expected = int(os.environ.get("OMP_NUM_THREADS", max(joblib.cpu_count() // 2, 1)))
+    for fitted in result["estimator"]:
+        assert dict(fitted.net_.callbacks_)["threads"].n_threads_ == expected
 
 
 def test_cross_val_score_uses_mean_log_likelihood(X):
