@@ -141,7 +141,8 @@ changes it. joblib's default backend (loky) starts the workers of
 its share of the cores and they are not oversubscribed. Forcing more
 threads per worker (``joblib.parallel_config(inner_max_num_threads=...)``
 or a larger ``OMP_NUM_THREADS`` exported beforehand) oversubscribes them:
-on 2 cores, 2 workers of 2 threads each made a grid search 6.5x slower.
+on 2 cores, 2 workers of 2 threads each made a grid search 3 to 6 times
+slower.
 With joblib's threading backend or threads of your own, cap torch with
 ``torch.set_num_threads`` (process-wide), or with
 ``threadpoolctl.threadpool_limits`` inside each thread."""
