@@ -4,8 +4,13 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
+from skorch.callbacks import Callback
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PowerTransformer, StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import _BaseVAE
+from ._density import VAEDensityEstimator
 from ._docstrings import fill_doc
 from ._sklearn_compat import Interval, StrOptions, _fit_context
 
@@ -14,7 +19,7 @@ from ._sklearn_compat import Interval, StrOptions, _fit_context
 _TUKEY_K = 1.5
 
 
-class VAEOutlierDetector(OutlierMixin, _BaseVAE, BaseEstimator):
+class VAEOutlierDetector(OutlierMixin, BaseEstimator):
     __doc__ = fill_doc(
         """Unsupervised anomaly detection with a variational autoencoder.
 
@@ -31,52 +36,77 @@ class VAEOutlierDetector(OutlierMixin, _BaseVAE, BaseEstimator):
 
     training_noise : float, default=0.05
         Standard deviation of the Gaussian noise added to every training
-        batch, in the model's standardised units (after the logit map of
+        batch, in the VAE's standardised units (after the logit map of
         ``bounds``); used with ``likelihood='gaussian'`` only. See Notes.
+
+    power_transform : bool or 'auto', default='auto'
+        Whether the features are Gaussianised one by one before the VAE:
+        standardised, then mapped by a Yeo-Johnson power transform whose
+        exponent is fitted by maximum likelihood (as
+        :class:`~sklearn.preprocessing.PowerTransformer` does). ``'auto'``
+        applies it with ``likelihood='gaussian'`` and ``bounds=None``, where
+        the data is real-valued and unbounded; True there only.
 
     contamination : 'auto' or float, default='auto'
         How the threshold ``offset_`` is set from the training scores. A
         float in (0, 0.5] is the expected proportion of outliers: ``offset_``
         is that percentile of the training scores, so that this proportion of
-        the training rows is predicted -1. ``'auto'``: ``offset_`` is the
-        lower Tukey fence of the training scores, ``Q1 - 1.5 * (Q3 - Q1)``
-        with Q1, Q3 their quartiles, so no proportion is assumed.
+        the training rows is predicted -1, as in IsolationForest. ``'auto'``:
+        ``offset_`` is the lower Tukey fence of the training scores,
+        ``Q1 - 1.5 * (Q3 - Q1)`` with Q1, Q3 their quartiles, so no
+        proportion is assumed.
 
     Attributes
     ----------
-{attributes}
+    density_ : VAEDensityEstimator
+        The fitted VAE, on the Gaussianised features when ``marginal_`` is
+        not None; ``density_.net_`` is the skorch net, and ``density_``
+        carries ``loss_curve_`` and ``validation_scores_``.
+
+    marginal_ : Pipeline or None
+        The fitted StandardScaler and PowerTransformer, or None without
+        ``power_transform``.
 
     offset_ : float
         Threshold on ``score_samples``, in nats: ``decision_function`` is
         ``score_samples - offset_``, and rows below it are outliers.
 
+    n_iter_ : int
+        Number of training epochs run.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
     See Also
     --------
-    VAEDensityEstimator : The same model, presented as a density estimator.
+    VAEDensityEstimator : The density model inside.
     sklearn.ensemble.IsolationForest : Isolation-based anomaly detection.
     sklearn.neighbors.LocalOutlierFactor : Local-density anomaly detection.
 
     Notes
     -----
-    The anomaly score is a density estimate, not a reconstruction error:
-    ``score_samples`` is the importance-weighted bound on log p(x) of the
-    data as passed (see below), so rows are ranked by how probable the
-    fitted model finds them, with every feature's scale accounted for.
-    Training is made robust to the rows that fit poorly (anomalies in the
-    training data, duplicated rows, discrete or binary features) by
-    smoothing: each training batch gets fresh Gaussian noise of standard
-    deviation ``training_noise`` in standardised units, so the VAE fits the
-    data density convolved with a narrow Gaussian kernel, as a kernel
-    density estimate does. A proper density can then not concentrate on
-    single rows (a Gaussian decoder may otherwise put near-infinite density
-    on the exact values of a binary feature or on a memorised training
-    anomaly), and held-out rows are scored by the smoothed density, which
-    also keeps the scores of rare but normal rows from collapsing. The noise,
-    like every other random draw, comes from ``random_state``. The defaults
-    (a (128, 128) network, 8 latent dimensions, K=100 importance draws, early
-    stopping on held-out rows when there are at least 200, noise 0.05) were
-    chosen on half of a suite of tabular benchmarks and confirmed on the
-    other half.
+    The anomaly score is a density, not a reconstruction error:
+    ``score_samples`` is an importance-weighted estimate of log p(x) for the
+    data as passed. Two things make it robust to the rows that do not fit
+    (anomalies among the training rows, skewed or heavy-tailed features,
+    duplicated rows, discrete features), without labels and without
+    assuming a contamination rate. First, the features are Gaussianised one
+    by one (``power_transform``) and the VAE models their dependence; the
+    log-Jacobian of the transform is added back, so the density of a skewed
+    feature keeps its long tail and one extreme value no longer outweighs
+    every other feature, as it does under a Gaussian model. Second,
+    training is smoothed: every training batch gets fresh Gaussian noise of
+    standard deviation ``training_noise`` (standardised units), so the VAE
+    fits the data density convolved with a narrow kernel, as a kernel
+    density estimate does, and cannot put near-infinite density on single
+    rows (memorised training anomalies, the two values of a binary
+    feature). Every random draw comes from ``random_state``. The defaults
+    were chosen on half of a suite of 14 public tabular benchmarks and
+    confirmed on the other half, without per-dataset tuning.
 
 {score_notes}
 
@@ -109,6 +139,7 @@ class VAEOutlierDetector(OutlierMixin, _BaseVAE, BaseEstimator):
     _parameter_constraints = {
         **_BaseVAE._parameter_constraints,
         "training_noise": [Interval(Real, 0, None, closed="left")],
+        "power_transform": ["boolean", StrOptions({"auto"})],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
     }
 
@@ -131,6 +162,7 @@ class VAEOutlierDetector(OutlierMixin, _BaseVAE, BaseEstimator):
         n_iter_no_change=10,
         tol=1e-4,
         training_noise=0.05,
+        power_transform="auto",
         contamination="auto",
         warm_start=False,
         random_state=None,
@@ -154,6 +186,7 @@ class VAEOutlierDetector(OutlierMixin, _BaseVAE, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.training_noise = training_noise
+        self.power_transform = power_transform
         self.contamination = contamination
         self.warm_start = warm_start
         self.random_state = random_state
@@ -178,11 +211,13 @@ class VAEOutlierDetector(OutlierMixin, _BaseVAE, BaseEstimator):
         self : object
             The fitted detector.
         """
-        return self._fit_with_offset(X, incremental=False)
+        return self._fit(X, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Run one epoch over X, then set ``offset_`` from this chunk's scores.
+
+        The marginal transform is fitted on the first call's X and kept.
 
         Parameters
         ----------
@@ -197,7 +232,25 @@ class VAEOutlierDetector(OutlierMixin, _BaseVAE, BaseEstimator):
         self : object
             The updated detector.
         """
-        return self._fit_with_offset(X, incremental=True)
+        return self._fit(X, incremental=True)
+
+    def score_samples(self, X):
+        """Estimate the log-density log p(x) of each row, in nats.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to score, in the same space as the training data.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+            IWAE or ELBO estimate of log p(x) per row (see ``bound``); the
+            lower, the more abnormal.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self._score_samples(X)
 
     def decision_function(self, X):
         """Shifted log-density: ``score_samples(X) - offset_``, negative for outliers.
@@ -230,14 +283,54 @@ class VAEOutlierDetector(OutlierMixin, _BaseVAE, BaseEstimator):
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
 
-    def _configure_net(self, net, n_samples, *, early, epochs, seed):
-        super()._configure_net(net, n_samples, early=early, epochs=epochs, seed=seed)
-        net.training_noise = self.training_noise
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
 
-    def _fit_with_offset(self, X, *, incremental):
-        self._fit(X, incremental=incremental)
-        self.offset_ = self._offset(self.score_samples(X))
+    def _fit(self, X, *, incremental):
+        first_call = not (hasattr(self, "density_") and (incremental or self.warm_start))
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_call)
+        if first_call:
+            marginal = self._make_marginal()
+            self.marginal_ = None if marginal is None else marginal.fit(X)
+            self.density_ = self._make_density()
+        else:
+            self.density_.set_params(warm_start=self.warm_start)
+        Xt = X if self.marginal_ is None else self.marginal_.transform(X)
+        if incremental:
+            self.density_.partial_fit(Xt)
+        else:
+            self.density_.fit(Xt)
+        self.n_iter_ = self.density_.n_iter_
+        self.offset_ = self._offset(self._score_samples(X))
         return self
+
+    def _make_marginal(self):
+        """The unfitted marginal transform, or None (see ``power_transform``)."""
+        gaussian = self.likelihood == "gaussian" and self.bounds is None
+        if self.power_transform == "auto" and not gaussian or self.power_transform is False:
+            return None
+        if not gaussian:
+            raise ValueError(
+                "power_transform=True requires likelihood='gaussian' and bounds=None, got "
+                f"likelihood={self.likelihood!r} and bounds={self.bounds!r}; set "
+                "power_transform='auto' or False."
+            )
+        return make_pipeline(StandardScaler(), PowerTransformer(standardize=False))
+
+    def _make_density(self):
+        """The unfitted VAE, with this detector's parameters and the training noise."""
+        params = {k: getattr(self, k) for k in VAEDensityEstimator._get_param_names()}
+        noise = ("training_noise", _TrainingNoise(self.training_noise))
+        return VAEDensityEstimator(**{**params, "callbacks": [*(self.callbacks or []), noise]})
+
+    def _score_samples(self, X):
+        """log p(x) of validated rows: the VAE's score plus the marginal log-Jacobian."""
+        if self.marginal_ is None:
+            return self.density_.score_samples(X)
+        Xt = self.marginal_.transform(X)
+        return self.density_.score_samples(Xt) + _marginal_log_jacobian(self.marginal_, X)
 
     def _offset(self, scores):
         """``offset_`` for the training scores of shape (n_samples,), per ``contamination``."""
@@ -245,3 +338,23 @@ class VAEOutlierDetector(OutlierMixin, _BaseVAE, BaseEstimator):
             return float(np.percentile(scores, 100.0 * self.contamination))
         q1, q3 = np.percentile(scores, [25, 75])
         return float(q1 - _TUKEY_K * (q3 - q1))
+
+
+class _TrainingNoise(Callback):
+    """Sets the net's ``training_noise`` (smoothing, see VAENet) when training begins."""
+
+    def __init__(self, noise):
+        self.noise = noise
+
+    def on_train_begin(self, net, **kwargs):
+        net.training_noise = self.noise
+
+
+def _marginal_log_jacobian(marginal, X):
+    """log |det dT/dx| per row for T = Yeo-Johnson after standardisation, shape (n_samples,)."""
+    scaler, power = marginal[0], marginal[-1]
+    U = scaler.transform(X)
+    lambdas = power.lambdas_
+    # d/du of Yeo-Johnson: (1 + u)^(lambda - 1) for u >= 0, (1 - u)^(1 - lambda) below.
+    log_derivative = np.where(U >= 0, lambdas - 1, 1 - lambdas) * np.log1p(np.abs(U))
+    return log_derivative.sum(axis=1) - np.log(scaler.scale_).sum()
