@@ -158,3 +158,11 @@ def test_feature_names_are_kept_and_checked(X):
     assert list(od.feature_names_in_) == list(frame.columns)
     with pytest.warns(UserWarning, match="does not have valid feature names"):
         od.score_samples(X)
+
+
+def test_warm_start_continues_the_same_model_with_new_settings(X):
+    od = VAEOutlierDetector(warm_start=True, random_state=0, **FAST).fit(X)
+    density, marginal = od.density_, od.marginal_
+    od.set_params(max_iter=3).fit(X)
+    assert od.density_ is density and od.marginal_ is marginal
+    assert od.n_iter_ == 13
