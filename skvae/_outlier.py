@@ -3,6 +3,7 @@
 from numbers import Real
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PowerTransformer, StandardScaler
@@ -17,6 +18,13 @@ from ._sklearn_compat import Interval, StrOptions, _fit_context
 # Tukey's fences: a row is far out when it lies more than 1.5 interquartile
 # ranges below the first quartile (Tukey, 1977, "Exploratory Data Analysis").
 _TUKEY_K = 1.5
+# The parameters the detector passes to its VAEDensityEstimator.
+_VAE_PARAMETERS = (
+    "n_components", "hidden_layer_sizes", "activation", "likelihood", "bounds", "beta",
+    "n_importance_samples", "bound", "batch_size", "max_iter", "learning_rate_init",
+    "early_stopping", "validation_fraction", "n_iter_no_change", "tol", "warm_start",
+    "random_state", "device", "verbose", "callbacks",
+)
 
 
 class VAEOutlierDetector(OutlierMixin, BaseEstimator):
@@ -137,7 +145,7 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
     )
 
     _parameter_constraints = {
-        **_BaseVAE._parameter_constraints,
+        **{key: _BaseVAE._parameter_constraints[key] for key in _VAE_PARAMETERS},
         "training_noise": [Interval(Real, 0, None, closed="left")],
         "power_transform": ["boolean", StrOptions({"auto"})],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
@@ -315,8 +323,12 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         return make_pipeline(StandardScaler(), PowerTransformer(standardize=False))
 
     def _density_params(self):
-        """Parameters of the inner VAEDensityEstimator: ours, plus the training-noise callback."""
-        params = {k: getattr(self, k) for k in VAEDensityEstimator._get_param_names()}
+        """Every parameter of the inner VAEDensityEstimator, set from ours, plus the noise callback.
+
+        All are passed explicitly, so that the detector's defaults (its own,
+        chosen for anomaly detection) never follow the density estimator's.
+        """
+        params = {k: getattr(self, k) for k in _VAE_PARAMETERS}
         noise = ("training_noise", _TrainingNoise(self.training_noise))
         return {**params, "callbacks": [*(self.callbacks or []), noise]}
 
@@ -336,13 +348,36 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
 
 
 class _TrainingNoise(Callback):
-    """Sets the net's ``training_noise`` (smoothing, see VAENet) when training begins."""
+    """Adds N(0, noise^2) to each training batch in model space (validation is untouched).
+
+    The draws come from a generator seeded by the net's ``seed``, which fit
+    derives from ``random_state``. A batch of model-space rows (a dict, see
+    ``ModelSpaceRows``) is shifted directly; a batch of data-space rows (a
+    memory-mapped X) is mapped to model space, shifted and mapped back, which
+    keeps it inside any ``bounds``. Both are fresh copies made for the batch.
+    """
 
     def __init__(self, noise):
         self.noise = noise
 
     def on_train_begin(self, net, **kwargs):
-        net.training_noise = self.noise
+        self.generator_ = torch.Generator(device=net.device).manual_seed(int(net.seed))
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        module = net.module_
+        if not training or self.noise <= 0 or module.likelihood.support != "real":
+            return
+        x = batch[0]
+        with torch.no_grad():
+            if isinstance(x, dict):
+                x["x"] = x["x"] + self._noise_like(x["x"])
+            else:
+                y = module.preprocess(x.to(net.device))[0]
+                x.copy_(module.postprocess(y + self._noise_like(y)).to(x))
+
+    def _noise_like(self, y):
+        noise = torch.randn(y.shape, generator=self.generator_, device=y.device, dtype=y.dtype)
+        return self.noise * noise
 
 
 def _marginal_log_jacobian(marginal, X):
