@@ -4,13 +4,13 @@ from numbers import Real
 
 import numpy as np
 import torch
+from scipy.stats import yeojohnson
 from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import PowerTransformer, StandardScaler
+from sklearn.preprocessing import PowerTransformer
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch.callbacks import Callback
 
-from ._base import _BaseVAE
+from ._base import _BaseVAE, _check_distance, _column_extremes, _data_statistics
 from ._density import VAEDensityEstimator
 from ._docstrings import fill_doc
 from ._persistence import save_estimator
@@ -52,8 +52,10 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         Whether the features are Gaussianised one by one before the VAE:
         standardised, then mapped by a Yeo-Johnson power transform whose
         exponent is fitted by maximum likelihood (as
-        :class:`~sklearn.preprocessing.PowerTransformer` does). ``'auto'``
-        applies it with ``likelihood='gaussian'`` and ``bounds=None``, where
+        :class:`~sklearn.preprocessing.PowerTransformer` does). Beyond a
+        feature's training range the map continues along its tangent, so
+        that the exponent fitted on the training rows does not push far rows
+        polynomially farther or pull them in. ``'auto'`` applies it with ``likelihood='gaussian'`` and ``bounds=None``, where
         the data is real-valued and unbounded; True there only.
 
     contamination : 'auto' or float, default='auto'
@@ -72,9 +74,9 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         not None; ``density_.net_`` is the skorch net, and ``density_``
         carries ``loss_curve_`` and ``validation_scores_``.
 
-    marginal_ : Pipeline or None
-        The fitted StandardScaler and PowerTransformer, or None without
-        ``power_transform``.
+    marginal_ : object or None
+        The fitted per-feature transform (standardisation and Yeo-Johnson
+        map, see ``power_transform``), or None without it.
 
     offset_ : float
         Threshold on ``score_samples``, in nats: ``decision_function`` is
@@ -154,6 +156,14 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         "power_transform": ["boolean", StrOptions({"auto"})],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
     }
+
+    # The VAE estimators' checks of parameters and data, and their unfitting, so
+    # that the detector refuses what they refuse, in its own name.
+    _check_data = _BaseVAE._check_data
+    _hidden_sizes = _BaseVAE._hidden_sizes
+    _bounds_arrays = _BaseVAE._bounds_arrays
+    _discard_fit = _BaseVAE._discard_fit
+    _user_callbacks = _BaseVAE._user_callbacks
 
     def __init__(
         self,
@@ -325,25 +335,41 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         save_estimator(self, path)
 
     def _fit(self, X, *, incremental):
-        first_call = not (hasattr(self, "density_") and (incremental or self.warm_start))
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_call)
-        if first_call:
-            marginal = self._make_marginal()
-            self.marginal_ = None if marginal is None else marginal.fit(X)
-            self.density_ = VAEDensityEstimator(**self._density_params())
-        else:
-            self.density_.set_params(**self._density_params())
-        Xt = X if self.marginal_ is None else self.marginal_.transform(X)
-        if incremental:
-            self.density_.partial_fit(Xt)
-        else:
-            self.density_.fit(Xt)
-        self.n_iter_ = self.density_.n_iter_
-        self.offset_ = self._offset(self._score_samples(X))
+        fresh = not (hasattr(self, "density_") and (incremental or self.warm_start))
+        if fresh:
+            self._discard_fit()
+        try:
+            self._fit_parts(X, incremental=incremental, fresh=fresh)
+        except BaseException:
+            # As the VAE estimators: a fresh fit that fails leaves the detector unfitted.
+            if fresh and not hasattr(self, "density_"):
+                self._discard_fit()
+            raise
         return self
 
-    def _make_marginal(self):
-        """The unfitted marginal transform, or None (see ``power_transform``)."""
+    def _fit_parts(self, X, *, incremental, fresh):
+        """Fit the marginal transform (when fresh) and the VAE, then set ``offset_``."""
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=fresh)
+        if fresh:
+            self._check_data(X)
+            self._user_callbacks()
+            marginal = self._fit_marginal(X)
+            density = VAEDensityEstimator(**self._density_params())
+        else:
+            marginal = self.marginal_
+            density = self.density_.set_params(**self._density_params())
+        Xt = self._to_model_input(X, marginal)
+        n_iter = getattr(self, "n_iter_", None)
+        try:
+            density.partial_fit(Xt) if incremental else density.fit(Xt)
+        finally:
+            # Also after an interrupt, when the VAE keeps its completed epochs.
+            if hasattr(density, "net_") and (fresh or density.n_iter_ != n_iter):
+                self.marginal_, self.density_, self.n_iter_ = marginal, density, density.n_iter_
+                self.offset_ = self._offset(self._score_samples(X))
+
+    def _fit_marginal(self, X):
+        """The fitted marginal transform, or None (see ``power_transform``)."""
         gaussian = self.likelihood == "gaussian" and self.bounds is None
         if self.power_transform == "auto" and not gaussian or self.power_transform is False:
             return None
@@ -353,7 +379,15 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
                 f"likelihood={self.likelihood!r} and bounds={self.bounds!r}; set "
                 "power_transform='auto' or False."
             )
-        return make_pipeline(StandardScaler(), PowerTransformer(standardize=False))
+        return _MarginalTransform.fit(X)
+
+    def _to_model_input(self, X, marginal):
+        """X, Gaussianised by ``marginal`` if not None, after checking it is in a range the model scores."""
+        if marginal is None:
+            return X
+        # Standardising is monotone per feature: the extremes bound every row.
+        _check_distance(np.abs(marginal.standardise(_column_extremes(X))).max(initial=0.0))
+        return marginal.transform(X)
 
     def _density_params(self):
         """Every parameter of the inner VAEDensityEstimator, set from ours, plus the noise callback.
@@ -367,10 +401,7 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
 
     def _saved_parts(self, saved_attributes):
         """For ``save``: the density estimator's saved attributes and the marginal's arrays."""
-        marginal = None
-        if self.marginal_ is not None:
-            scaler, power = self.marginal_[0], self.marginal_[-1]
-            marginal = {"mean": scaler.mean_, "scale": scaler.scale_, "lambdas": power.lambdas_}
+        marginal = None if self.marginal_ is None else self.marginal_.state()
         return {"density_": saved_attributes(self.density_), "marginal_": marginal}
 
     def _restore_parts(self, attributes, restore):
@@ -380,19 +411,21 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
             raise ValueError(f"The model file's density_ is {density!r}, not a set of fitted attributes.")
         if not (isinstance(offset, float) and np.isfinite(offset)):
             raise ValueError(f"The model file's offset_ is {offset!r}, not a finite number.")
-        n_features = attributes.get("n_features_in_")
+        n_features, marginal = attributes.get("n_features_in_"), attributes.get("marginal_")
         return {
             **attributes,
             "density_": restore(VAEDensityEstimator(**self._density_params()), density),
-            "marginal_": _marginal_from_state(attributes.get("marginal_"), n_features),
+            "marginal_": None if marginal is None else _MarginalTransform.from_state(marginal, n_features),
         }
 
     def _score_samples(self, X):
         """log p(x) of validated rows: the VAE's score plus the marginal log-Jacobian."""
+        # Scoring parameters may be changed after fit (set_params), as for the VAE estimators.
+        self.density_.set_params(n_importance_samples=self.n_importance_samples, bound=self.bound)
         if self.marginal_ is None:
             return self.density_.score_samples(X)
-        Xt = self.marginal_.transform(X)
-        return self.density_.score_samples(Xt) + _marginal_log_jacobian(self.marginal_, X)
+        Xt = self._to_model_input(X, self.marginal_)
+        return self.density_.score_samples(Xt) + self.marginal_.log_jacobian(X)
 
     def _offset(self, scores):
         """``offset_`` for the training scores of shape (n_samples,), per ``contamination``."""
@@ -435,35 +468,63 @@ class _TrainingNoise(Callback):
         return self.noise * noise
 
 
-def _marginal_log_jacobian(marginal, X):
-    """log |det dT/dx| per row for T = Yeo-Johnson after standardisation, shape (n_samples,)."""
-    scaler, power = marginal[0], marginal[-1]
-    U = scaler.transform(X)
-    lambdas = power.lambdas_
-    # d/du of Yeo-Johnson: (1 + u)^(lambda - 1) for u >= 0, (1 - u)^(1 - lambda) below.
-    log_derivative = np.where(U >= 0, lambdas - 1, 1 - lambdas) * np.log1p(np.abs(U))
-    return log_derivative.sum(axis=1) - np.log(scaler.scale_).sum()
+class _MarginalTransform:
+    """Per feature: standardise, then Yeo-Johnson, continued affinely beyond the training range.
 
+    Inside each feature's training range the map is the Yeo-Johnson power
+    transform with the exponent ``lambdas`` fitted by maximum likelihood;
+    beyond it, the tangent line at the range's end, so that rows far outside
+    are never pushed polynomially farther (or pulled in) by an exponent fitted
+    on the training rows. Arrays are of shape (n_features,); ``low`` and
+    ``high`` bound the standardised training values.
+    """
 
-def _marginal_from_state(state, n_features):
-    """The fitted marginal transform (see ``_make_marginal``) from saved arrays, checked; or None."""
-    if state is None:
-        return None
-    try:
-        mean, scale, lambdas = (np.asarray(state[key], dtype=np.float64) for key in ("mean", "scale", "lambdas"))
-        valid = all(a.shape == (n_features,) and np.isfinite(a).all() for a in (mean, scale, lambdas))
-        valid = valid and bool(np.all(scale > 0))
-    except (KeyError, TypeError, ValueError):
-        valid = False
-    if not valid:
-        raise ValueError(
-            "The model file's marginal_ is not a marginal transform of "
-            f"{n_features} features (finite mean, positive scale and lambdas per feature)."
-        )
-    scaler = StandardScaler()
-    scaler.mean_, scaler.scale_, scaler.var_ = mean, scale, scale**2
-    power = PowerTransformer(standardize=False)
-    power.lambdas_ = lambdas
-    for step in (scaler, power):
-        step.n_features_in_ = n_features
-    return make_pipeline(scaler, power)
+    STATE = ("mean", "scale", "lambdas", "low", "high")
+
+    def __init__(self, mean, scale, lambdas, low, high):
+        self.mean, self.scale, self.lambdas, self.low, self.high = mean, scale, lambdas, low, high
+
+    @classmethod
+    def fit(cls, X):
+        # The VAE's own statistics, which refuse data whose variance overflows.
+        mean, scale = _data_statistics(X, None, None)
+        U = (X - mean) / scale
+        lambdas = PowerTransformer(standardize=False).fit(U).lambdas_
+        return cls(mean, scale, lambdas, U.min(axis=0), U.max(axis=0))
+
+    @classmethod
+    def from_state(cls, state, n_features):
+        """The transform saved as ``state()``, checked; ValueError if it is not one."""
+        try:
+            arrays = [np.asarray(state[key], dtype=np.float64) for key in cls.STATE]
+            valid = all(a.shape == (n_features,) and np.isfinite(a).all() for a in arrays)
+            valid = valid and bool(np.all(arrays[1] > 0) and np.all(arrays[3] <= arrays[4]))
+        except (KeyError, TypeError, ValueError):
+            valid = False
+        if not valid:
+            raise ValueError(
+                f"The model file's marginal_ is not a marginal transform of {n_features} "
+                f"features (finite arrays {', '.join(cls.STATE)}, positive scale, low <= high)."
+            )
+        return cls(*arrays)
+
+    def state(self):
+        return {key: getattr(self, key) for key in self.STATE}
+
+    def standardise(self, X):
+        return (X - self.mean) / self.scale
+
+    def transform(self, X):
+        U = self.standardise(X)
+        C = np.clip(U, self.low, self.high)
+        inside = np.column_stack([yeojohnson(c, lmbda=lam) for c, lam in zip(C.T, self.lambdas)])
+        return inside.reshape(U.shape) + np.exp(self._log_slope(C)) * (U - C)
+
+    def log_jacobian(self, X):
+        """log |det dT/dx| per row, shape (n_samples,)."""
+        C = np.clip(self.standardise(X), self.low, self.high)
+        return self._log_slope(C).sum(axis=1) - np.log(self.scale).sum()
+
+    def _log_slope(self, C):
+        # d/du of Yeo-Johnson: (1 + u)^(lambda - 1) for u >= 0, (1 - u)^(1 - lambda) below.
+        return np.where(C >= 0, self.lambdas - 1, 1 - self.lambdas) * np.log1p(np.abs(C))
