@@ -115,9 +115,15 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
     fits the data density convolved with a narrow kernel, as a kernel
     density estimate does, and cannot put near-infinite density on single
     rows (memorised training anomalies, the two values of a binary
-    feature). Every random draw comes from ``random_state``. The defaults
-    were picked by reasoning and checked on each half of a suite of 14
-    public tabular benchmarks separately, without per-dataset tuning.
+    feature). Every random draw comes from ``random_state``: the noise is
+    drawn from a generator seeded for each call to fit, and validation rows
+    and scored rows never get any.
+
+    The defaults are the detector's own, set in its signature and passed to
+    the inner VAEDensityEstimator one by one, so that they do not change when
+    the density estimator's do. They were picked by reasoning and checked on
+    each half of a suite of 14 public tabular benchmarks separately, without
+    per-dataset tuning (see ``benchmarks/README.md``).
 
 {score_notes}
 
