@@ -10,7 +10,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from scipy.special import logit
-from skorch.callbacks import Callback, PrintLog, ProgressBar
+from skorch.callbacks import Callback, LRScheduler, PrintLog, ProgressBar
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from skorch.dataset import ValidSplit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
@@ -94,12 +95,15 @@ class _BaseVAE:
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "n_mixture_components": [Interval(Integral, 1, None, closed="left")],
         "bounds": [None, tuple, list],
         "beta": [Interval(Real, 0, None, closed="left")],
+        "n_training_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "bound": [StrOptions({"iwae", "elbo"})],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "adaptive"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -117,18 +121,21 @@ class _BaseVAE:
         n_components=8,
         *,
         hidden_layer_sizes=(128, 128),
-        activation="relu",
-        likelihood="gaussian",
+        activation="elu",
+        likelihood="gaussian_mixture",
+        n_mixture_components=5,
         bounds=None,
         beta=1.0,
+        n_training_importance_samples=1,
         n_importance_samples=100,
         bound="iwae",
         batch_size="auto",
         max_iter=200,
+        learning_rate="adaptive",
         learning_rate_init=1e-3,
         early_stopping="auto",
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change=20,
         tol=1e-4,
         warm_start=False,
         random_state=None,
@@ -140,12 +147,15 @@ class _BaseVAE:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.likelihood = likelihood
+        self.n_mixture_components = n_mixture_components
         self.bounds = bounds
         self.beta = beta
+        self.n_training_importance_samples = n_training_importance_samples
         self.n_importance_samples = n_importance_samples
         self.bound = bound
         self.batch_size = batch_size
         self.max_iter = max_iter
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -438,7 +448,7 @@ class _BaseVAE:
     def _make_net(self, X, seed):
         """Build and initialise (seeded) a net whose module sees X's scaling."""
         scaling = {}
-        if self.likelihood == "gaussian":
+        if LIKELIHOODS[self.likelihood].support == "real":
             low, high = self._bounds_arrays(X.shape[1])
             shift, scale = _data_statistics(X, low, high)
             scaling = dict(shift=shift, scale=scale, low=low, high=high)
@@ -454,6 +464,7 @@ class _BaseVAE:
             module__hidden_layer_sizes=self._hidden_sizes(),
             module__activation=self.activation,
             module__likelihood=self.likelihood,
+            module__n_mixture_components=self.n_mixture_components,
             **{f"module__{k}": v for k, v in scaling.items()},
             optimizer=torch.optim.Adam,
             lr=self.learning_rate_init,
@@ -469,6 +480,7 @@ class _BaseVAE:
         net.max_epochs = epochs
         net.batch_size = self._batch_size(n_samples)
         net.beta = self.beta
+        net.n_draws = self.n_training_importance_samples
         net.seed = _derive_seed(seed, len(net.history or ()), 1)
         net.verbose = self.verbose
         net.train_split = (
@@ -479,22 +491,28 @@ class _BaseVAE:
         if getattr(net, "initialized_", False):
             for group in net.optimizer_.param_groups:
                 group["lr"] = self.learning_rate_init
-        rule = StoppingRule(
-            monitor="valid_loss" if early else "train_loss",
-            patience=self.n_iter_no_change,
-            threshold=self.tol,
-            threshold_mode="abs",
-            load_best=early,
-        )
-        extra = [("progress_bar", ProgressBar())] if self.verbose else []
-        net.callbacks = [
-            ("last_good", LastGoodState()),
-            ("stopping", rule),
-            *extra,
-            *self._user_callbacks(),
-        ]
+        net.callbacks = self._callbacks(early)
         # skorch's PrintLog formats a table every epoch, even when it prints nothing.
         net.callbacks__print_log = PrintLog() if self.verbose else None
+
+    def _callbacks(self, early):
+        """Divergence guard, stopping rule, step-size schedule, progress bar, user's callbacks."""
+        monitor = "valid_loss" if early else "train_loss"
+        plateau = dict(monitor=monitor, threshold=self.tol, threshold_mode="abs")
+        callbacks = [
+            ("last_good", LastGoodState()),
+            ("stopping", StoppingRule(patience=self.n_iter_no_change, load_best=early, **plateau)),
+        ]
+        if self.learning_rate == "adaptive":
+            # Halve the step size when the monitored loss stalls for a quarter
+            # of the stopping patience, so training ends on small steps.
+            schedule = LRScheduler(
+                ReduceLROnPlateau, factor=0.5, patience=max(1, self.n_iter_no_change // 4), **plateau
+            )
+            callbacks.append(("lr_schedule", schedule))
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        return [*callbacks, *self._user_callbacks()]
 
     def _training_data(self, X, module):
         """In-memory X mapped to model space once; a memory-mapped X read per batch."""
@@ -552,9 +570,10 @@ class _BaseVAE:
     def _check_data(self, X):
         """Checks of X and the parameters before a fit from scratch."""
         self._hidden_sizes()
-        if self.bounds is not None and self.likelihood != "gaussian":
+        support = LIKELIHOODS[self.likelihood].support
+        if self.bounds is not None and support != "real":
             raise InvalidParameterError(
-                f"bounds is only used with likelihood='gaussian', got "
+                "bounds is only used with likelihood='gaussian' or 'gaussian_mixture', got "
                 f"likelihood={self.likelihood!r}; set bounds=None."
             )
         _check_support(X, self.likelihood, *self._bounds_arrays(X.shape[1]))
