@@ -54,6 +54,11 @@ def _one(n_mixture_components):
     return 1
 
 
+def _three_per_component(n_mixture_components):
+    # Logit, mean and raw scale of each component.
+    return 3 * n_mixture_components
+
+
 class Likelihood(NamedTuple):
     """How to turn decoder output into p(y|z), and the support it needs."""
 
@@ -66,7 +71,7 @@ class Likelihood(NamedTuple):
 LIKELIHOODS = {
     "gaussian": Likelihood(_gaussian, _one, has_scale=True, support="real"),
     "gaussian_mixture": Likelihood(
-        _gaussian_mixture, lambda m: 3 * m, has_scale=False, support="real"
+        _gaussian_mixture, _three_per_component, has_scale=False, support="real"
     ),
     "bernoulli": Likelihood(_bernoulli, _one, has_scale=False, support="binary"),
     "continuous_bernoulli": Likelihood(
