@@ -90,11 +90,16 @@ class _BaseVAE:
         "_seed",
     )
 
+    # What likelihood='auto' means: a per-sample Gaussian mean and one scale per
+    # feature, so that the latent code has to explain the rows (features for a
+    # downstream model); the density estimator overrides it.
+    _auto_likelihood = "gaussian"
+
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "likelihood": [StrOptions({"auto", *LIKELIHOODS})],
         "n_mixture_components": [Interval(Integral, 1, None, closed="left")],
         "bounds": [None, tuple, list],
         "beta": [Interval(Real, 0, None, closed="left")],
@@ -118,11 +123,11 @@ class _BaseVAE:
 
     def __init__(
         self,
-        n_components=8,
+        n_components=16,
         *,
-        hidden_layer_sizes=(128, 128),
+        hidden_layer_sizes=(256, 256),
         activation="elu",
-        likelihood="gaussian_mixture",
+        likelihood="auto",
         n_mixture_components=5,
         bounds=None,
         beta=1.0,
@@ -448,7 +453,7 @@ class _BaseVAE:
     def _make_net(self, X, seed):
         """Build and initialise (seeded) a net whose module sees X's scaling."""
         scaling = {}
-        if LIKELIHOODS[self.likelihood].support == "real":
+        if LIKELIHOODS[self._likelihood()].support == "real":
             low, high = self._bounds_arrays(X.shape[1])
             shift, scale = _data_statistics(X, low, high)
             scaling = dict(shift=shift, scale=scale, low=low, high=high)
@@ -463,7 +468,7 @@ class _BaseVAE:
             module__n_components=self.n_components,
             module__hidden_layer_sizes=self._hidden_sizes(),
             module__activation=self.activation,
-            module__likelihood=self.likelihood,
+            module__likelihood=self._likelihood(),
             module__n_mixture_components=self.n_mixture_components,
             **{f"module__{k}": v for k, v in scaling.items()},
             optimizer=torch.optim.Adam,
@@ -482,6 +487,7 @@ class _BaseVAE:
         net.beta = self.beta
         net.n_draws = self.n_training_importance_samples
         net.seed = _derive_seed(seed, len(net.history or ()), 1)
+        net.validation_seed = _derive_seed(seed, 2)
         net.verbose = self.verbose
         net.train_split = (
             ValidSplit(self.validation_fraction, stratified=False, random_state=seed)
@@ -533,6 +539,10 @@ class _BaseVAE:
 
     # -- checks and resolved settings -------------------------------------------
 
+    def _likelihood(self):
+        """``likelihood`` with 'auto' resolved to the estimator's ``_auto_likelihood``."""
+        return self._auto_likelihood if self.likelihood == "auto" else self.likelihood
+
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
         sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
@@ -570,13 +580,13 @@ class _BaseVAE:
     def _check_data(self, X):
         """Checks of X and the parameters before a fit from scratch."""
         self._hidden_sizes()
-        support = LIKELIHOODS[self.likelihood].support
+        support = LIKELIHOODS[self._likelihood()].support
         if self.bounds is not None and support != "real":
             raise InvalidParameterError(
                 "bounds is only used with likelihood='gaussian' or 'gaussian_mixture', got "
-                f"likelihood={self.likelihood!r}; set bounds=None."
+                f"likelihood={self._likelihood()!r}; set bounds=None."
             )
-        _check_support(X, self.likelihood, *self._bounds_arrays(X.shape[1]))
+        _check_support(X, self._likelihood(), *self._bounds_arrays(X.shape[1]))
 
     def _check_fitted_data(self, X):
         """Checks of X against the fitted model: its support, and a range it can score."""
@@ -606,7 +616,9 @@ class _BaseVAE:
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
-            return max(1, min(128, n_samples))
+            # About 200 steps per epoch, within [32, 128] rows: small data sets
+            # get enough steps between two checks of the epoch-based stopping rule.
+            return max(1, min(n_samples, max(32, min(128, n_samples // 200))))
         if self.batch_size > n_samples:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going "

@@ -61,3 +61,7 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     (3, 3)
     """
     )
+
+    # A mixture of Gaussians per feature: the best held-out likelihood across
+    # data sets (see the likelihood parameter's Notes).
+    _auto_likelihood = "gaussian_mixture"

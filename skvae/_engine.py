@@ -162,16 +162,31 @@ class VAENet(NeuralNet):
         Latent draws per row: 1 trains on the ELBO, K > 1 on IWAE_K.
     seed : int
         Seed of the shuffling generator of the next training pass.
+    validation_seed : int
+        Seed of the latent draws of every validation pass.
     """
 
-    def __init__(self, module, *, beta=1.0, n_draws=1, seed=0, **kwargs):
+    def __init__(self, module, *, beta=1.0, n_draws=1, seed=0, validation_seed=0, **kwargs):
         super().__init__(module, criterion=torch.nn.Identity, **kwargs)
         self.beta = beta
         self.n_draws = n_draws
         self.seed = seed
+        self.validation_seed = validation_seed
 
     def infer(self, x, **fit_params):
         return super().infer(x, n_draws=self.n_draws, **fit_params)
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if training:
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        # The same draws for the held-out rows in every epoch (common random
+        # numbers): the stopping rule and the step-size schedule then compare
+        # epochs, not Monte Carlo noise, which on a few hundred rows exceeds
+        # the late per-epoch gains and stops training early.
+        device = torch.device(self.device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.validation_seed)
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         log_px, kl, log_det = y_pred

@@ -266,7 +266,7 @@ def _history_tensors(history):
 def _rebuild_net(estimator, tensors):
     """A net with the saved weights and per-epoch history, checked against the architecture."""
     scaling = {}
-    if LIKELIHOODS[estimator.likelihood].support == "real":
+    if LIKELIHOODS[estimator._likelihood()].support == "real":
         n_features = estimator.n_features_in_
         low, high = estimator._bounds_arrays(n_features)
         scaling = dict(shift=np.zeros(n_features), scale=np.ones(n_features), low=low, high=high)
