@@ -174,7 +174,7 @@ class _BaseVAE:
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Fit the VAE to X by maximising the ELBO with Adam.
+        """Fit the VAE to X by maximising the ELBO (or IWAE_K) with Adam.
 
         If the loss or the weights become non-finite (divergence), the epoch
         is undone and training stops: with a warning when an earlier epoch
@@ -225,7 +225,12 @@ class _BaseVAE:
         return self._fit(X, incremental=True)
 
     def score_samples(self, X):
-        """Estimate the log-density log p(x) of each row, in nats.
+        """Estimate the log-density log p(x) of each row, in nats, in data space.
+
+        The scaling the model applies internally (standardisation, the logit
+        map of ``bounds``) is accounted for by its log-Jacobian, so the
+        scores are densities of X as passed; see Notes for the estimate
+        (``bound``, ``n_importance_samples``) and its units.
 
         Parameters
         ----------
