@@ -9,8 +9,10 @@ the encoder, ``n_importance_samples`` of them. The log of that average,
 IWAE_K, is a lower bound of log p(x) in expectation that rises with K and
 reaches log p(x) as K grows; ``bound='elbo'`` is the looser evidence lower
 bound. On data whose exact log-density is known, the plot shows the gap
-closing; the rise holds in expectation, and a finite test set adds Monte
-Carlo noise of a few hundredths of a nat on top. The gap left at large K is
+closing. The rise holds in expectation over the draws: ``score_samples``
+shares one set of K draws among all rows (so that a row's score does not
+depend on the others), so that set's luck does not average out over rows,
+and a small K can land a few hundredths of a nat above a larger one. The gap left at large K is
 the model's own error, not the estimator's.
 """
 
