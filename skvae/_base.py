@@ -621,7 +621,7 @@ class _BaseVAE:
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
-            # About 200 steps per epoch, within [32, 128] rows: small data sets
+            # Batches of n/200 rows within [32, 128]: small data sets
             # get enough steps between two checks of the epoch-based stopping rule.
             return max(1, min(n_samples, max(32, min(128, n_samples // 200))))
         if self.batch_size > n_samples:

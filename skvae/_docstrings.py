@@ -1,5 +1,6 @@
 """Docstring text shared by the estimators, inserted with ``str.format``."""
 
+import re
 import textwrap
 
 _PARAMETERS = """\
@@ -206,6 +207,19 @@ DOCS = {
 }
 
 
-def fill_doc(template):
-    """Insert the shared sections into a class docstring template (4-space indent)."""
-    return template.format(**{key: textwrap.indent(text, "    ") for key, text in DOCS.items()})
+def fill_doc(template, defaults=None):
+    """Insert the shared sections into a class docstring template (4-space indent).
+
+    ``defaults`` maps parameter names to the estimator's own defaults, where
+    they differ from the shared text's.
+    """
+    docs = dict(DOCS)
+    for name, value in (defaults or {}).items():
+        # From the parameter's heading to its "default=", not past the next heading.
+        heading = rf"(^{name} : (?:(?!\n\S).)*?default=)[^\n]*"
+        docs["parameters"], found = re.subn(
+            heading, lambda m: m.group(1) + repr(value), docs["parameters"], flags=re.M | re.S
+        )
+        if not found:
+            raise ValueError(f"no shared documentation for the parameter {name!r}")
+    return template.format(**{key: textwrap.indent(text, "    ") for key, text in docs.items()})
