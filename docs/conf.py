@@ -1,8 +1,7 @@
 """Sphinx configuration of the skvae documentation.
 
-Build from the project root with ``sphinx-build -W -b html docs docs/_build/html``.
-Set ``SKVAE_DOCS_FAST=1`` to train the gallery's models for fewer epochs (CI);
-the examples read it themselves.
+Build from the project root with ``sphinx-build -W -b html docs docs/_build/html``;
+``-D plot_gallery=0`` skips running the gallery's examples.
 """
 
 import os
@@ -24,7 +23,6 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.mathjax",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
 ]
@@ -32,6 +30,8 @@ extensions = [
 exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/**/*.ipynb"]
 templates_path = ["_templates"]
 default_role = "literal"
+# Plain ``::`` blocks hold formulas, not Python; code says ``.. code-block:: python``.
+highlight_language = "text"
 nitpicky = False
 
 # -- autosummary / autodoc / numpydoc -------------------------------------------
@@ -84,11 +84,19 @@ sphinx_gallery_conf = {
 html_theme = "pydata_sphinx_theme"
 html_title = f"skvae {release}"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_theme_options = {
     "github_url": None,
     "navbar_align": "left",
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
+    # Example pages give the right-hand column to their code, which would otherwise
+    # scroll sideways on a laptop screen.
+    "secondary_sidebar_items": {
+        "user_guide/*": ["page-toc"],
+        "generated/*": ["page-toc"],
+        "api": ["page-toc"],
+        "glossary": ["page-toc"],
+    },
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }

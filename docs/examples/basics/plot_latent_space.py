@@ -18,7 +18,6 @@ tells the model.
 # %%
 # Data and the two maps
 # ---------------------
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,8 +26,7 @@ from sklearn.decomposition import PCA
 
 from skvae import VAETransformer
 
-# SKVAE_DOCS_FAST=1 trains for fewer epochs (used to build the docs quickly).
-max_iter = 30 if os.environ.get("SKVAE_DOCS_FAST") else 200
+max_iter = 200
 
 digits = load_digits()
 X = (digits.data + np.random.default_rng(0).uniform(size=digits.data.shape)) / 17
@@ -52,7 +50,8 @@ for ax, Z, title in [
     ax.scatter(Z[:, 0], Z[:, 1], c=y, cmap="tab10", s=6, alpha=0.7)
     for digit in range(10):
         cx, cy = np.median(Z[y == digit], axis=0)
-        ax.text(cx, cy, str(digit), fontsize=15, weight="bold", ha="center", va="center",
+        ax.text(cx, cy, str(digit), fontsize=15, weight="bold", ha="center",
+                va="center",
                 bbox=dict(boxstyle="circle,pad=0.15", fc="white", alpha=0.8, lw=0))
     ax.set(title=title, xlabel="component 1", ylabel="component 2")
 fig.suptitle("load_digits projected to two dimensions (colour = digit)")

@@ -17,7 +17,6 @@ mean for the same kind of draw, ``inverse_transform`` of prior draws with
 # %%
 # Fit the models
 # --------------
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,7 +27,7 @@ from sklearn.neighbors import KernelDensity
 
 from skvae import VAEDensityEstimator, VAETransformer
 
-max_iter = 30 if os.environ.get("SKVAE_DOCS_FAST") else 200
+max_iter = 200
 
 digits = load_digits()
 # Dequantised pixels in (0, 1): see the latent-space example.
@@ -57,7 +56,7 @@ rows = [
     ("Decoder means of prior draws (VAETransformer.inverse_transform)", vae_means),
     ("KernelDensity in PCA space (scikit-learn's example)", kde_samples),
 ]
-fig, axes = plt.subplots(len(rows), 1, figsize=(9, 9))
+fig, axes = plt.subplots(len(rows), 1, figsize=(7, 11))
 for ax, (title, images) in zip(axes, rows):
     # 4 rows of 11 images of 8 x 8 pixels, tiled with a 1-pixel gap.
     grid = np.ones((4 * 9, 11 * 9))

@@ -19,7 +19,6 @@ then restores the weights of the best epoch.
 # %%
 # Fit with early stopping
 # -----------------------
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,7 +26,7 @@ from sklearn.datasets import load_digits
 
 from skvae import VAEDensityEstimator
 
-max_iter = 40 if os.environ.get("SKVAE_DOCS_FAST") else 300
+max_iter = 300
 
 digits = load_digits()
 X = (digits.data + np.random.default_rng(0).uniform(size=digits.data.shape)) / 17
@@ -50,7 +49,7 @@ for name, model in models.items():
 # Training loss and held-out ELBO per epoch
 # -----------------------------------------
 # Both curves are in nats per sample. The training loss is plotted as
-# -loss_curve_ so that both read "higher is better". The training curve is
+# ``-loss_curve_`` so that both read "higher is better". The training curve is
 # averaged over the epoch's minibatches while the weights move, the held-out
 # one is computed at the end of the epoch. The larger network fits the training
 # rows better and soon stops improving on the held-out ones: early stopping
@@ -58,8 +57,10 @@ for name, model in models.items():
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
 for ax, (name, model) in zip(axes, models.items()):
     epochs = np.arange(1, model.n_iter_ + 1)
-    ax.plot(epochs, -np.asarray(model.loss_curve_), label="training ELBO (-loss_curve_)")
-    ax.plot(epochs, model.validation_scores_, label="held-out ELBO (validation_scores_)")
+    training = -np.asarray(model.loss_curve_)
+    ax.plot(epochs, training, label="training ELBO (-loss_curve_)")
+    ax.plot(epochs, model.validation_scores_,
+            label="held-out ELBO (validation_scores_)")
     best = int(np.argmax(model.validation_scores_))
     ax.plot(best + 1, model.validation_scores_[best], "o", color="C1", ms=8)
     ax.set(title=name, xlabel="epoch")

@@ -1,7 +1,7 @@
 """
-=======================================================================
-A 2-D density: VAE, GaussianMixture and KernelDensity on two moons
-=======================================================================
+=======================================================
+Two moons: VAE, GaussianMixture and KernelDensity
+=======================================================
 
 Three density estimators fitted to the same 2-D points, each drawn as the
 density it assigns to the plane: :class:`skvae.VAEDensityEstimator`,
@@ -25,7 +25,6 @@ data: on the 64-pixel digits it is ahead of both by tens of nats per sample
 # %%
 # Data and models
 # ---------------
-import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -36,7 +35,7 @@ from sklearn.neighbors import KernelDensity
 
 from skvae import VAEDensityEstimator
 
-max_iter = 40 if os.environ.get("SKVAE_DOCS_FAST") else 500
+max_iter = 500
 
 X_train, _ = make_moons(n_samples=2000, noise=0.08, random_state=0)
 X_test, _ = make_moons(n_samples=1000, noise=0.08, random_state=1)
