@@ -303,12 +303,13 @@ def test_invalid_parameters_raise_at_fit_not_construction(X):
         VAEDensityEstimator(hidden_layer_sizes=(8, 0)).fit(X)
 
 
-@pytest.mark.parametrize("early_stopping", [False, True])
-def test_memory_mapped_input_is_read_per_batch_and_trains_identically(early_stopping, X, tmp_path, monkeypatch):
+def test_memory_mapped_input_within_one_window_trains_identically(X, tmp_path, monkeypatch):
+    # A memmap is streamed in blocks (tests/test_streaming.py); rows that fit
+    # one window, without a validation split, are shuffled as in memory.
     X = np.vstack([X, X[::-1]])
     np.save(tmp_path / "X.npy", X)
     X_disk = np.load(tmp_path / "X.npy", mmap_mode="r")
-    params = dict(random_state=0, early_stopping=early_stopping, **FAST)
+    params = dict(random_state=0, early_stopping=False, **FAST)
     in_memory = VAEDensityEstimator(**params).fit(X)
 
     def no_copy(*args, **kwargs):
