@@ -98,6 +98,16 @@ def test_scores_repeat_and_do_not_depend_on_other_rows(X):
     # order depending on its position in a tile.
     order = np.random.default_rng(1).permutation(len(X))
     np.testing.assert_allclose(de.score_samples(X[order]), full[order], rtol=1e-6)
+
+
+@pytest.mark.parametrize("bound", ["iwae", "elbo"])
+def test_scores_of_contiguous_blocks_equal_the_whole_exactly(bound, X):
+    # What chunked scoring (dask's map_blocks) relies on.
+    de = VAEDensityEstimator(random_state=0, bound=bound, **FAST).fit(X)
+    full = de.score_samples(X)
+    cuts = [0, 1, 17, 20, 53, 101, 117, 150]
+    blocks = [de.score_samples(X[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+    np.testing.assert_array_equal(np.concatenate(blocks), full)
     np.testing.assert_allclose(de.score_samples(X[17:18]), full[17:18], rtol=1e-6)
 
 
