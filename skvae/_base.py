@@ -174,6 +174,12 @@ class _BaseVAE:
         before completing an epoch leaves the estimator unfitted, never
         half-built.
 
+        A memory-mapped X (``np.load(path, mmap_mode="r")``, a ``np.memmap``
+        or a view of one) is never loaded whole: checks and the scaling
+        statistics stream through it, and training reads blocks of 1,024
+        consecutive rows in a random order, shuffling the rows within windows
+        of 65,536, repeatably from ``random_state``.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -193,7 +199,8 @@ class _BaseVAE:
     def partial_fit(self, X, y=None):
         """Run one epoch over X, initialising the model on the first call.
 
-        The data scaling is computed from the first call's X and kept.
+        The data scaling is computed from the first call's X and kept, as
+        are the weights and the optimizer's state between calls.
         Divergence and interrupts are handled as in :meth:`fit`; a diverging
         epoch after the first call is undone with a warning.
 
