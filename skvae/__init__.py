@@ -1,9 +1,10 @@
 """scikit-learn estimators backed by variational autoencoders."""
 
 from ._density import VAEDensityEstimator
+from ._outlier import VAEOutlierDetector
 from ._persistence import load
 from ._transformer import VAETransformer
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["VAEDensityEstimator", "VAETransformer", "__version__", "load"]
+__all__ = ["VAEDensityEstimator", "VAEOutlierDetector", "VAETransformer", "__version__", "load"]

@@ -578,16 +578,9 @@ class _BaseVAE:
         if module.shift is None or X.size == 0:
             return
         # Scaling is monotone per feature: each feature's extremes bound its row values.
-        ends = torch.from_numpy(np.stack([X.min(axis=0), X.max(axis=0)]).astype(np.float64))
+        ends = torch.from_numpy(_column_extremes(X).astype(np.float64))
         with torch.inference_mode():
-            distance = module.preprocess(ends.to(net.device))[0].abs().max().item()
-        if not distance <= _MAX_STANDARDISED:
-            raise ValueError(
-                f"X has values {distance:.3g} training standard deviations from the training "
-                f"mean; the model scores rows up to {_MAX_STANDARDISED:.0e} away. Check that X "
-                "has the units of the training data and holds no sentinel values (such as "
-                "1e30 for a missing entry)."
-            )
+            _check_distance(module.preprocess(ends.to(net.device))[0].abs().max().item())
 
     def _use_early_stopping(self, n_samples, incremental):
         if incremental:
@@ -704,6 +697,22 @@ def _all_rows(X, condition):
 
 def _stream_rows(X):
     return max(1, _STREAM_ELEMENTS // max(1, X.shape[1]))
+
+
+def _column_extremes(X):
+    """Each feature's minimum and maximum, shape (2, n_features)."""
+    return np.stack([X.min(axis=0), X.max(axis=0)])
+
+
+def _check_distance(distance):
+    """Refuse rows ``distance`` training standard deviations from the training mean, if too far."""
+    if not distance <= _MAX_STANDARDISED:
+        raise ValueError(
+            f"X has values {distance:.3g} training standard deviations from the training "
+            f"mean; the model scores rows up to {_MAX_STANDARDISED:.0e} away. Check that X "
+            "has the units of the training data and holds no sentinel values (such as "
+            "1e30 for a missing entry)."
+        )
 
 
 def _data_statistics(X, low, high):

@@ -35,10 +35,11 @@ def save_estimator(estimator, path):
     from . import __version__  # the package is initialised by the time a model is saved
 
     check_is_fitted(estimator)
-    net = estimator.net_
+    # An outlier detector's model is its inner density estimator's.
+    net = getattr(estimator, "density_", estimator).net_
     tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in net.module_.state_dict().items()}
     tensors.update(_history_tensors(net.history))
-    attributes = {k: v for k, v in vars(estimator).items() if k in estimator._saved_attributes}
+    attributes = _saved_attributes(estimator)
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -65,7 +66,7 @@ def load(path, *, device="cpu"):
 
     Returns
     -------
-    estimator : VAETransformer or VAEDensityEstimator
+    estimator : VAETransformer, VAEDensityEstimator or VAEOutlierDetector
         The fitted estimator, with the parameters, fitted attributes and
         weights that were saved: its outputs equal the original's.
 
@@ -106,17 +107,35 @@ def load(path, *, device="cpu"):
     estimator.set_params(**{**params, "device": device})
     estimator._validate_params()
     attributes = _decode(_parse_json(metadata, "attributes"))
+    if hasattr(estimator, "_restore_parts"):
+        # An outlier detector: its density estimator and marginal transform first.
+        attributes = estimator._restore_parts(attributes, lambda inner, saved: _restore(inner, saved, tensors))
+    return _restore(estimator, attributes, tensors)
+
+
+def _restore(estimator, attributes, tensors):
+    """Check and set the saved fitted attributes of ``estimator``; rebuild its net if it owns one."""
+    Estimator = type(estimator)
     _check_known(set(attributes), set(Estimator._saved_attributes), "fitted attributes")
     missing = set(Estimator._saved_attributes) - set(attributes) - {"feature_names_in_"}
     if missing:
         raise ValueError(f"The model file lacks the fitted attributes {sorted(missing)}.")
     for name, low in [("n_features_in_", 1), ("n_iter_", 0), ("_seed", 0)]:
-        value = attributes[name]
+        value = attributes.get(name, low)
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
             raise ValueError(f"The model file's {name} is {value!r}, not an integer >= {low}.")
     vars(estimator).update(attributes)
-    estimator.net_ = _rebuild_net(estimator, tensors)
+    if "_seed" in Estimator._saved_attributes:
+        estimator.net_ = _rebuild_net(estimator, tensors)
     return estimator
+
+
+def _saved_attributes(estimator):
+    """The fitted attributes ``save`` writes; those of an outlier detector's parts are nested."""
+    attributes = {k: v for k, v in vars(estimator).items() if k in estimator._saved_attributes}
+    if hasattr(estimator, "_saved_parts"):
+        attributes.update(estimator._saved_parts(_saved_attributes))
+    return attributes
 
 
 def _read(path):
@@ -157,9 +176,9 @@ def _checksum(metadata, tensors):
 
 def _estimator_class(name):
     """The skvae estimator class called ``name``: the only classes a file may build."""
-    from . import VAEDensityEstimator, VAETransformer  # skvae imports this module first
+    from . import VAEDensityEstimator, VAEOutlierDetector, VAETransformer  # skvae imports this module first
 
-    classes = {cls.__name__: cls for cls in (VAEDensityEstimator, VAETransformer)}
+    classes = {cls.__name__: cls for cls in (VAEDensityEstimator, VAEOutlierDetector, VAETransformer)}
     if name not in classes:
         raise ValueError(f"The model file names estimator {name!r}, not one of {sorted(classes)}.")
     return classes[name]

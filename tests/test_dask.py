@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.model_selection import GridSearchCV
 
-from skvae import VAEDensityEstimator, VAETransformer
+from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -70,6 +70,14 @@ def test_chunked_scoring_on_the_cluster_equals_in_memory(client, X):
     codes = wrappers.ParallelPostFit(vt).transform(Xd)
     assert isinstance(codes, da.Array)
     np.testing.assert_array_equal(codes.compute(), vt.transform(X))
+
+
+def test_chunked_outlier_decisions_on_the_cluster_equal_in_memory(client, X):
+    od = VAEOutlierDetector(random_state=0, **FAST).fit(X)
+    Xd = da.from_array(X, chunks=(70, -1))
+    for method in (od.decision_function, od.score_samples, od.predict):
+        blocks = Xd.map_blocks(method, drop_axis=1, dtype=np.float64).compute()
+        np.testing.assert_array_equal(blocks, method(X))
 
 
 def test_streaming_fit_on_a_worker_from_a_memmap(client, X, tmp_path):

@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
-from skvae import VAEDensityEstimator, VAETransformer
+from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer
 
 FAST = dict(n_components=2, hidden_layer_sizes=(8,), n_importance_samples=4, random_state=0, early_stopping=False, batch_size=16)
 ESTIMATORS = [VAEDensityEstimator, VAETransformer]
@@ -222,3 +222,36 @@ def test_an_error_in_a_callback_propagates_after_undoing_the_partial_epoch(X):
             est.fit(X)
     assert est.n_iter_ == 2 and len(est.net_.history) == 2
     np.testing.assert_array_equal(est.score_samples(X), before)
+
+
+def test_the_detector_refuses_a_first_epoch_divergence_and_stays_unfitted(X):
+    od = VAEOutlierDetector(learning_rate_init=10.0, max_iter=5, **FAST)
+    with pytest.raises(ValueError, match=r"diverged in epoch 1: .* lower learning_rate_init \(now 10\)"):
+        od.fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(od)
+
+
+def test_the_detector_keeps_the_last_good_epoch_after_a_later_divergence(X):
+    od = VAEOutlierDetector(max_iter=6, callbacks=[_LearningRateAfter(3, 1e6)], **FAST)
+    with pytest.warns(UserWarning, match="diverged in epoch 4: .* keeps the 3 epochs before it"):
+        od.fit(X)
+    reference = VAEOutlierDetector(max_iter=3, **FAST).fit(X)
+    assert od.n_iter_ == 3 and od.offset_ == reference.offset_
+    np.testing.assert_array_equal(od.decision_function(X), reference.decision_function(X))
+
+
+def test_an_interrupted_detector_keeps_the_completed_epochs_and_their_offset(X):
+    od = VAEOutlierDetector(max_iter=5, callbacks=[_InterruptAt(epoch=3)], **FAST)
+    with pytest.warns(UserWarning, match="stopped by KeyboardInterrupt; the model keeps the 2 completed epochs"):
+        with pytest.raises(KeyboardInterrupt):
+            od.fit(X)
+    reference = VAEOutlierDetector(max_iter=2, **FAST).fit(X)
+    assert od.n_iter_ == 2 and od.offset_ == reference.offset_
+    np.testing.assert_array_equal(od.decision_function(X), reference.decision_function(X))
+    # An interrupt before any epoch completes leaves a refitted detector unfitted.
+    od.set_params(callbacks=[_InterruptAt(epoch=1)])
+    with pytest.raises(KeyboardInterrupt):
+        od.fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(od)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.exceptions import NotFittedError
 from skorch.callbacks import LRScheduler
 
-from skvae import VAEDensityEstimator, VAETransformer, load
+from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer, load
 from skvae._persistence import _checksum
 
 ESTIMATORS = [VAEDensityEstimator, VAETransformer]
@@ -217,6 +217,44 @@ def test_load_refuses_missing_or_wrongly_typed_attributes(saved):
     _rewrite(saved, metadata={"attributes": json.dumps(attributes)})
     with pytest.raises(ValueError, match=r"lacks the fitted attributes \['_seed'\]"):
         load(saved)
+
+
+@pytest.mark.parametrize("params", [{}, {"power_transform": False, "contamination": 0.1}], ids=["transformed", "plain"])
+def test_an_outlier_detector_loads_with_identical_scores(params, X, tmp_path):
+    data = np.exp(X)  # skewed, so that the power transform matters
+    od = VAEOutlierDetector(**FAST, **params).fit(data)
+    od.save(tmp_path / "model.safetensors")
+    loaded = load(tmp_path / "model.safetensors")
+    assert type(loaded) is VAEOutlierDetector and loaded.get_params() == od.get_params()
+    assert (loaded.offset_, loaded.n_iter_) == (od.offset_, od.n_iter_)
+    assert (loaded.marginal_ is None) == (od.marginal_ is None)
+    np.testing.assert_equal(_fitted_attributes(loaded.density_), _fitted_attributes(od.density_))
+    for method in ("score_samples", "decision_function", "predict"):
+        np.testing.assert_array_equal(getattr(loaded, method)(data), getattr(od, method)(data))
+    assert loaded.partial_fit(data).n_iter_ == od.n_iter_ + 1
+
+
+@pytest.fixture
+def saved_detector(X, tmp_path):
+    path = tmp_path / "model.safetensors"
+    VAEOutlierDetector(**FAST).fit(X).save(path)
+    return path
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"density_": None}, "density_ is None, not a set of fitted attributes"),
+    ({"offset_": float("nan")}, "offset_ is nan, not a finite number"),
+    ({"offset_": "low"}, "offset_ is 'low', not a finite number"),
+    ({"marginal_": {"mean": [0.0], "scale": [1.0], "lambdas": [1.0]}}, "marginal_ is not a marginal transform of 3 features"),
+    ({"marginal_": {"mean": [0.0] * 3, "scale": [0.0] * 3, "lambdas": [1.0] * 3}}, "marginal_ is not a marginal"),
+    ({"marginal_": {"mean": [0.0] * 3}}, "marginal_ is not a marginal"),
+    ({"density_": {"n_features_in_": 3}}, r"lacks the fitted attributes \['_seed'"),
+], ids=["no density", "nan offset", "text offset", "marginal shape", "zero scale", "marginal keys", "density attributes"])
+def test_load_refuses_a_detector_with_bad_parts(change, match, saved_detector):
+    attributes = _header(saved_detector, "attributes")
+    _rewrite(saved_detector, metadata={"attributes": json.dumps({**attributes, **change})})
+    with pytest.raises(ValueError, match=match):
+        load(saved_detector)
 
 
 def test_load_refuses_files_that_are_not_safetensors(tmp_path):

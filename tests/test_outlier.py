@@ -1,0 +1,232 @@
+"""Behaviour of VAEOutlierDetector as an unsupervised anomaly detector."""
+
+import ast
+import inspect
+import re
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone, is_outlier_detector
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skvae import VAEDensityEstimator, VAEOutlierDetector
+from skvae._outlier import _TrainingNoise
+
+FAST = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=10, n_importance_samples=8)
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _planted(n_normal=300, n_anomalies=15, seed=0):
+    """Rows near a curved 2-D manifold in 6-D, then anomalies scattered off it (y=1)."""
+    weights = np.random.default_rng(0).normal(size=(2, 6))  # the same manifold for every seed
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n_normal, 2))
+    normal = np.tanh(z @ weights) + 0.05 * rng.normal(size=(n_normal, 6))
+    anomalies = rng.uniform(-2, 2, size=(n_anomalies, 6))
+    X = np.vstack([normal, anomalies])
+    y = np.r_[np.zeros(n_normal, dtype=int), np.ones(n_anomalies, dtype=int)]
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def X():
+    return _planted()[0]
+
+
+@pytest.fixture(scope="module")
+def fitted(X):
+    return VAEOutlierDetector(random_state=0, **FAST).fit(X)
+
+
+def test_is_an_outlier_detector_with_documented_outputs(fitted, X):
+    assert is_outlier_detector(fitted)
+    scores = fitted.score_samples(X)
+    assert scores.shape == (len(X),) and scores.dtype == np.float64
+    assert np.all(np.isfinite(scores))
+    assert isinstance(fitted.offset_, float)
+    assert set(np.unique(fitted.predict(X))) == {-1, 1}
+
+
+def test_decision_function_is_score_minus_offset_and_predict_follows_its_sign(fitted, X):
+    scores, decision = fitted.score_samples(X), fitted.decision_function(X)
+    np.testing.assert_allclose(decision, scores - fitted.offset_)
+    np.testing.assert_array_equal(fitted.predict(X), np.where(decision < 0, -1, 1))
+
+
+def test_auto_offset_is_the_lower_tukey_fence_of_the_training_scores(fitted, X):
+    q1, q3 = np.percentile(fitted.score_samples(X), [25, 75])
+    assert fitted.offset_ == pytest.approx(q1 - 1.5 * (q3 - q1))
+
+
+@pytest.mark.parametrize("contamination", [0.01, 0.05, 0.2, 0.5])
+def test_contamination_sets_the_proportion_flagged_on_training_data(contamination, X):
+    od = VAEOutlierDetector(contamination=contamination, random_state=0, **FAST)
+    n_flagged = np.sum(od.fit_predict(X) == -1)
+    assert abs(n_flagged - contamination * len(X)) <= 1
+    assert od.offset_ == pytest.approx(np.percentile(od.score_samples(X), 100 * contamination))
+
+
+def test_same_random_state_gives_identical_detectors(X):
+    a = VAEOutlierDetector(random_state=3, **FAST).fit(X)
+    b = clone(a).fit(X)
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    assert a.offset_ == b.offset_
+    c = VAEOutlierDetector(random_state=4, **FAST).fit(X)
+    assert not np.array_equal(a.score_samples(X), c.score_samples(X))
+
+
+def test_works_inside_a_pipeline(X):
+    pipe = make_pipeline(StandardScaler(), VAEOutlierDetector(random_state=0, **FAST))
+    labels = pipe.fit_predict(X * 100 + 5)
+    assert labels.shape == (len(X),) and set(np.unique(labels)) <= {-1, 1}
+    np.testing.assert_array_equal(pipe.predict(X * 100 + 5), labels)
+    assert pipe.decision_function(X[:3] * 100 + 5).shape == (3,)
+
+
+def test_planted_anomalies_are_found():
+    X, y = _planted(n_normal=400, n_anomalies=20, seed=1)
+    od = VAEOutlierDetector(
+        n_components=2, hidden_layer_sizes=(32,), max_iter=100, n_importance_samples=16,
+        random_state=0,
+    ).fit(X)
+    assert roc_auc_score(y, -od.score_samples(X)) > 0.95
+    X_new, y_new = _planted(n_normal=200, n_anomalies=20, seed=2)
+    assert roc_auc_score(y_new, -od.decision_function(X_new)) > 0.95
+
+
+def test_without_noise_and_transform_it_is_the_density_estimator(X):
+    params = dict(random_state=0, **FAST)
+    plain = VAEDensityEstimator(**params).fit(X)
+    od = VAEOutlierDetector(training_noise=0.0, power_transform=False, **params).fit(X)
+    np.testing.assert_array_equal(od.score_samples(X), plain.score_samples(X))
+    smoothed = VAEOutlierDetector(training_noise=0.3, power_transform=False, **params).fit(X)
+    assert not np.array_equal(smoothed.score_samples(X), plain.score_samples(X))
+
+
+@pytest.mark.parametrize("params", [
+    dict(bounds=(-3.0, 3.0)),
+    dict(likelihood="continuous_bernoulli"),
+])
+def test_training_noise_keeps_other_spaces_valid(params, X):
+    data = (X - X.min()) / (X.max() - X.min() + 1e-3) if "likelihood" in params else X
+    od = VAEOutlierDetector(training_noise=0.5, random_state=0, **FAST, **params).fit(data)
+    assert np.all(np.isfinite(od.density_.loss_curve_))
+    assert np.all(np.isfinite(od.score_samples(data)))
+
+
+def test_partial_fit_updates_the_offset_from_the_chunk(X):
+    od = VAEOutlierDetector(contamination=0.1, random_state=0, **FAST)
+    od.partial_fit(X[:150])
+    first = od.offset_
+    od.partial_fit(X[150:])
+    assert od.n_iter_ == 2 and od.offset_ != first
+    assert od.offset_ == pytest.approx(np.percentile(od.score_samples(X[150:]), 10))
+
+
+def test_power_transform_scores_are_log_densities_in_data_space(X):
+    # The log-Jacobian of every internal map is added back: rescaling the
+    # data by a shifts every score by -n_features * log(a), as for a density.
+    od = VAEOutlierDetector(random_state=0, **FAST).fit(X)
+    assert od.marginal_ is not None
+    scaled = clone(od).fit(3.0 * X)
+    np.testing.assert_allclose(
+        scaled.score_samples(3.0 * X), od.score_samples(X) - X.shape[1] * np.log(3.0), atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("params", [
+    dict(likelihood="continuous_bernoulli"),
+    dict(bounds=(-3.0, 3.0)),
+])
+def test_power_transform_needs_the_unbounded_gaussian_likelihood(params, X):
+    data = (X - X.min()) / (X.max() - X.min() + 1e-3) if "likelihood" in params else X
+    assert VAEOutlierDetector(random_state=0, **FAST, **params).fit(data).marginal_ is None
+    with pytest.raises(ValueError, match="power_transform=True requires likelihood='gaussian'"):
+        VAEOutlierDetector(power_transform=True, **FAST, **params).fit(data)
+
+
+def test_feature_names_are_kept_and_checked(X):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    od = VAEOutlierDetector(random_state=0, **FAST).fit(frame)
+    assert list(od.feature_names_in_) == list(frame.columns)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        od.score_samples(X)
+
+
+def test_warm_start_continues_the_same_model_with_new_settings(X):
+    od = VAEOutlierDetector(warm_start=True, random_state=0, **FAST).fit(X)
+    density, marginal = od.density_, od.marginal_
+    od.set_params(max_iter=3).fit(X)
+    assert od.density_ is density and od.marginal_ is marginal
+    assert od.n_iter_ == 13
+
+
+# The detector's own defaults, chosen for anomaly detection; they must not
+# follow changes to the density estimator's.
+DEFAULTS = dict(
+    n_components=8, hidden_layer_sizes=(128, 128), activation="relu", likelihood="gaussian",
+    bounds=None, beta=1.0, n_importance_samples=100, bound="iwae", batch_size="auto",
+    max_iter=200, learning_rate_init=1e-3, early_stopping="auto", validation_fraction=0.1,
+    n_iter_no_change=10, tol=1e-4, training_noise=0.05, power_transform="auto",
+    contamination="auto", warm_start=False, random_state=None, device="cpu", verbose=0,
+    callbacks=None,
+)
+
+
+def test_defaults_are_the_detectors_own_and_all_reach_the_density_estimator(X):
+    assert VAEOutlierDetector().get_params() == DEFAULTS
+    assert set(VAEDensityEstimator().get_params()) <= set(DEFAULTS)
+    od = VAEOutlierDetector(max_iter=1, n_components=3, activation="tanh", random_state=0).fit(X)
+    inner = od.density_.get_params()
+    assert {k: inner[k] for k in inner if k != "callbacks"} == {
+        k: v for k, v in od.get_params().items() if k in inner and k != "callbacks"
+    }
+
+
+def test_documented_defaults_match_the_signature():
+    documented = dict(re.findall(r"^    (\w+) : .*?default=(.+)$", VAEOutlierDetector.__doc__, flags=re.M))
+    signature = inspect.signature(VAEOutlierDetector).parameters
+    assert set(documented) == set(signature)
+    for name, parameter in signature.items():
+        assert ast.literal_eval(documented[name]) == parameter.default, name
+
+
+def _noise(cb, net, batch, training=True):
+    cb.on_train_begin(net)
+    cb.on_batch_begin(net, batch=batch, training=training)
+    return batch
+
+
+def test_training_noise_shifts_training_batches_only_and_repeatably(fitted, X):
+    net = fitted.density_.net_
+    y = torch.as_tensor(X[:64], dtype=torch.float32)
+    cb = _TrainingNoise(0.5)
+
+    def batch():
+        return ({"x": y.clone(), "log_det": torch.zeros(64)}, None)
+
+    assert torch.equal(_noise(cb, net, batch(), training=False)[0]["x"], y)
+    first, second = (_noise(cb, net, batch())[0]["x"] for _ in range(2))
+    assert torch.equal(first, second)
+    assert float((first - y).std()) == pytest.approx(0.5, rel=0.2)
+    # Rows read in data space (a memory-mapped X) are shifted in model space.
+    rows = torch.as_tensor(X[:64], dtype=torch.float32)
+    _noise(cb, net, (rows, None))
+    shift = net.module_.preprocess(rows)[0] - net.module_.preprocess(torch.as_tensor(X[:64], dtype=torch.float32))[0]
+    assert float(shift.std()) == pytest.approx(0.5, rel=0.2)
+
+
+def test_a_memory_mapped_training_set_gets_the_noise_too(X, tmp_path):
+    data = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float64, shape=X.shape)
+    data[:] = X
+    params = dict(power_transform=False, random_state=0, **FAST)
+    plain = VAEOutlierDetector(training_noise=0.0, **params).fit(data)
+    noisy = VAEOutlierDetector(**params).fit(data)
+    assert np.all(np.isfinite(noisy.score_samples(X)))
+    assert not np.array_equal(noisy.score_samples(X), plain.score_samples(X))
+    np.testing.assert_array_equal(data, X)
