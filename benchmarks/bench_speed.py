@@ -196,6 +196,9 @@ def skvae_fit(X, *, epochs, early_stopping, device, seed):
     est = VAEDensityEstimator(
         N_COMPONENTS,
         hidden_layer_sizes=HIDDEN,
+        activation="relu",
+        likelihood="gaussian",
+        learning_rate="constant",
         batch_size=BATCH_SIZE,
         max_iter=epochs,
         early_stopping=early_stopping,

@@ -10,7 +10,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from scipy.special import logit
-from skorch.callbacks import Callback, PrintLog, ProgressBar
+from skorch.callbacks import Callback, LRScheduler, PrintLog, ProgressBar
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from skorch.dataset import ValidSplit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
@@ -92,17 +93,25 @@ class _BaseVAE:
         "_seed",
     )
 
+    # What likelihood='auto' means: a per-sample Gaussian mean and one scale per
+    # feature, so that the latent code has to explain the rows (features for a
+    # downstream model); the density estimator overrides it.
+    _auto_likelihood = "gaussian"
+
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "likelihood": [StrOptions({"auto", *LIKELIHOODS})],
+        "n_mixture_components": [Interval(Integral, 1, None, closed="left")],
         "bounds": [None, tuple, list],
         "beta": [Interval(Real, 0, None, closed="left")],
+        "n_training_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "bound": [StrOptions({"iwae", "elbo"})],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "adaptive"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -117,21 +126,24 @@ class _BaseVAE:
 
     def __init__(
         self,
-        n_components=8,
+        n_components=16,
         *,
-        hidden_layer_sizes=(128, 128),
-        activation="relu",
-        likelihood="gaussian",
+        hidden_layer_sizes=(256, 256),
+        activation="elu",
+        likelihood="auto",
+        n_mixture_components=5,
         bounds=None,
         beta=1.0,
+        n_training_importance_samples=1,
         n_importance_samples=100,
         bound="iwae",
         batch_size="auto",
         max_iter=200,
+        learning_rate="adaptive",
         learning_rate_init=1e-3,
         early_stopping="auto",
         validation_fraction=0.1,
-        n_iter_no_change=10,
+        n_iter_no_change=20,
         tol=1e-4,
         warm_start=False,
         random_state=None,
@@ -143,12 +155,15 @@ class _BaseVAE:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.likelihood = likelihood
+        self.n_mixture_components = n_mixture_components
         self.bounds = bounds
         self.beta = beta
+        self.n_training_importance_samples = n_training_importance_samples
         self.n_importance_samples = n_importance_samples
         self.bound = bound
         self.batch_size = batch_size
         self.max_iter = max_iter
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
@@ -162,7 +177,7 @@ class _BaseVAE:
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Fit the VAE to X by maximising the ELBO with Adam.
+        """Fit the VAE to X by maximising the ELBO (or IWAE_K) with Adam.
 
         If the loss or the weights become non-finite (divergence), the epoch
         is undone and training stops: with a warning when an earlier epoch
@@ -220,7 +235,12 @@ class _BaseVAE:
         return self._fit(X, incremental=True)
 
     def score_samples(self, X):
-        """Estimate the log-density log p(x) of each row, in nats.
+        """Estimate the log-density log p(x) of each row, in nats, in data space.
+
+        The scaling the model applies internally (standardisation, the logit
+        map of ``bounds``) is accounted for by its log-Jacobian, so the
+        scores are densities of X as passed; see Notes for the estimate
+        (``bound``, ``n_importance_samples``) and its units.
 
         Parameters
         ----------
@@ -448,7 +468,7 @@ class _BaseVAE:
     def _make_net(self, X, seed):
         """Build and initialise (seeded) a net whose module sees X's scaling."""
         scaling = {}
-        if self.likelihood == "gaussian":
+        if LIKELIHOODS[self._likelihood()].support == "real":
             low, high = self._bounds_arrays(X.shape[1])
             shift, scale = _data_statistics(X, low, high)
             scaling = dict(shift=shift, scale=scale, low=low, high=high)
@@ -463,7 +483,8 @@ class _BaseVAE:
             module__n_components=self.n_components,
             module__hidden_layer_sizes=self._hidden_sizes(),
             module__activation=self.activation,
-            module__likelihood=self.likelihood,
+            module__likelihood=self._likelihood(),
+            module__n_mixture_components=self.n_mixture_components,
             **{f"module__{k}": v for k, v in scaling.items()},
             optimizer=torch.optim.Adam,
             lr=self.learning_rate_init,
@@ -479,7 +500,9 @@ class _BaseVAE:
         net.max_epochs = epochs
         net.batch_size = self._batch_size(n_samples)
         net.beta = self.beta
+        net.n_draws = self.n_training_importance_samples
         net.seed = _derive_seed(seed, len(net.history or ()), 1)
+        net.validation_seed = _derive_seed(seed, 2)
         net.verbose = self.verbose
         net.train_split = (
             ValidSplit(self.validation_fraction, stratified=False, random_state=seed)
@@ -489,22 +512,28 @@ class _BaseVAE:
         if getattr(net, "initialized_", False):
             for group in net.optimizer_.param_groups:
                 group["lr"] = self.learning_rate_init
-        rule = StoppingRule(
-            monitor="valid_loss" if early else "train_loss",
-            patience=self.n_iter_no_change,
-            threshold=self.tol,
-            threshold_mode="abs",
-            load_best=early,
-        )
-        extra = [("progress_bar", ProgressBar())] if self.verbose else []
-        net.callbacks = [
-            ("last_good", LastGoodState()),
-            ("stopping", rule),
-            *extra,
-            *self._user_callbacks(),
-        ]
+        net.callbacks = self._callbacks(early)
         # skorch's PrintLog formats a table every epoch, even when it prints nothing.
         net.callbacks__print_log = PrintLog() if self.verbose else None
+
+    def _callbacks(self, early):
+        """Divergence guard, stopping rule, step-size schedule, progress bar, user's callbacks."""
+        monitor = "valid_loss" if early else "train_loss"
+        plateau = dict(monitor=monitor, threshold=self.tol, threshold_mode="abs")
+        callbacks = [
+            ("last_good", LastGoodState()),
+            ("stopping", StoppingRule(patience=self.n_iter_no_change, load_best=early, **plateau)),
+        ]
+        if self.learning_rate == "adaptive":
+            # Halve the step size when the monitored loss stalls for a quarter
+            # of the stopping patience, so training ends on small steps.
+            schedule = LRScheduler(
+                ReduceLROnPlateau, factor=0.5, patience=max(1, self.n_iter_no_change // 4), **plateau
+            )
+            callbacks.append(("lr_schedule", schedule))
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        return [*callbacks, *self._user_callbacks()]
 
     def _training_data(self, X, module):
         """In-memory X mapped to model space once; a memory-mapped X streamed in blocks."""
@@ -524,6 +553,10 @@ class _BaseVAE:
             self.best_validation_score_ = max(scores)
 
     # -- checks and resolved settings -------------------------------------------
+
+    def _likelihood(self):
+        """``likelihood`` with 'auto' resolved to the estimator's ``_auto_likelihood``."""
+        return self._auto_likelihood if self.likelihood == "auto" else self.likelihood
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -562,12 +595,13 @@ class _BaseVAE:
     def _check_data(self, X):
         """Checks of X and the parameters before a fit from scratch."""
         self._hidden_sizes()
-        if self.bounds is not None and self.likelihood != "gaussian":
+        support = LIKELIHOODS[self._likelihood()].support
+        if self.bounds is not None and support != "real":
             raise InvalidParameterError(
-                f"bounds is only used with likelihood='gaussian', got "
-                f"likelihood={self.likelihood!r}; set bounds=None."
+                "bounds is only used with likelihood='gaussian' or 'gaussian_mixture', got "
+                f"likelihood={self._likelihood()!r}; set bounds=None."
             )
-        _check_support(X, self.likelihood, *self._bounds_arrays(X.shape[1]))
+        _check_support(X, self._likelihood(), *self._bounds_arrays(X.shape[1]))
 
     def _check_fitted_data(self, X):
         """Checks of X against the fitted model: its support, and a range it can score."""
@@ -597,7 +631,9 @@ class _BaseVAE:
 
     def _batch_size(self, n_samples):
         if self.batch_size == "auto":
-            return max(1, min(128, n_samples))
+            # Batches of n/200 rows within [32, 128]: small data sets
+            # get enough steps between two checks of the epoch-based stopping rule.
+            return max(1, min(n_samples, max(32, min(128, n_samples // 200))))
         if self.batch_size > n_samples:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going "

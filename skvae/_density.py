@@ -38,6 +38,20 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     GaussianMixture convention), not the sum that ``KernelDensity.score``
     returns.
 
+    **Defaults.** They were chosen by held-out likelihood on validation
+    parts of the training data of four data sets of different kinds
+    (dequantised digits with ``bounds=(0, 1)``, standardised breast cancer
+    and wine measurements, and 10-D synthetic data of known density), never
+    on their test parts, keeping a digits fit to seconds on two CPU cores.
+    What mattered, in order: the mixture decoder (``likelihood='auto'``;
+    +8 nats per row on digits, +14 on breast cancer and +1.5 on wine over
+    one Gaussian per feature), about 200 optimisation steps per epoch
+    (``batch_size='auto'``; small data sets otherwise stop after too few
+    steps), and the wider model (``hidden_layer_sizes=(256, 256)``,
+    ``n_components=16``). Training on IWAE_5, 10 mixture components or a
+    longer patience changed little and cost time. On very small data sets
+    (about a hundred rows) a tuned GaussianMixture can still do better.
+
 {parallel_notes}
 
     References
@@ -61,3 +75,7 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     (3, 3)
     """
     )
+
+    # A mixture of Gaussians per feature: the best held-out likelihood across
+    # data sets (see the likelihood parameter's Notes).
+    _auto_likelihood = "gaussian_mixture"

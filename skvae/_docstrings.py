@@ -1,37 +1,62 @@
 """Docstring text shared by the estimators, inserted with ``str.format``."""
 
+import re
 import textwrap
 
 _PARAMETERS = """\
-n_components : int, default=8
-    Dimension of the latent space z (as in PCA).
+n_components : int, default=16
+    Dimension of the latent space z (as in PCA). Latent dimensions the data
+    do not need collapse onto the prior and cost little, so the default errs
+    on the large side; choose it by held-out likelihood (``GridSearchCV``)
+    when it matters.
 
-hidden_layer_sizes : tuple of int, default=(128, 128)
+hidden_layer_sizes : tuple of int, default=(256, 256)
     Widths of the encoder's hidden layers; the decoder mirrors them. ``()``
     gives a linear encoder and decoder: with the Gaussian likelihood the model
     is then factor analysis, x ~ N(b, W W^T + diag(s^2)).
 
 activation : {'identity', 'logistic', 'tanh', 'relu', 'elu', 'silu'}, \
-default='relu'
-    Activation of the hidden layers.
+default='elu'
+    Activation of the hidden layers. ELU is smooth, so the decoder's mean
+    and scales vary smoothly with z, which the density between training
+    rows relies on.
 
-likelihood : {'gaussian', 'bernoulli', 'continuous_bernoulli'}, \
-default='gaussian'
-    Family of the decoder p(x|z). ``'gaussian'``: real data; the decoder
+likelihood : {'auto', 'gaussian', 'gaussian_mixture', 'bernoulli', \
+'continuous_bernoulli'}, default='auto'
+    Family of the decoder p(x|z). ``'auto'`` is ``'gaussian_mixture'`` for
+    :class:`VAEDensityEstimator` and ``'gaussian'`` for
+    :class:`VAETransformer`. ``'gaussian'``: real data; the decoder
     gives the mean, and a standard deviation per feature is learned, bounded
-    below by 1e-3 in standardised units.
+    below by 1e-3 in standardised units. ``'gaussian_mixture'``: real data;
+    for each feature the decoder gives the weights, means and standard
+    deviations (same floor) of ``n_mixture_components`` Gaussians, so p(x|z)
+    can be skewed, multimodal or close to discrete where the data are; the
+    best density estimates, but a latent code that explains less of each
+    row (the decoder can call more of it noise), hence not the transformer's
+    default.
     ``'bernoulli'``: binary data in {0, 1}. ``'continuous_bernoulli'``: data
     in [0, 1] (a proper density there, unlike the Bernoulli).
 
+n_mixture_components : int, default=5
+    Gaussians per feature of the ``'gaussian_mixture'`` likelihood; ignored
+    by the other likelihoods.
+
 bounds : tuple (low, high) or None, default=None
-    For the Gaussian likelihood, data known to lie strictly inside
+    For the Gaussian likelihoods, data known to lie strictly inside
     ``(low, high)`` (pixel intensities, proportions); each bound is a number or
     an array of shape (n_features,). The model works on
-    ``logit((x - low) / (high - low))`` and reports densities in data space.
+    ``logit((x - low) / (high - low))`` and reports densities in data space,
+    the log-Jacobian of that map included. Values on or outside the bounds
+    are refused with a ``ValueError`` by every method.
 
 beta : float, default=1.0
     Weight of the KL term in the training objective (beta-VAE). Scores and
     ``validation_scores_`` always use the true bound (beta=1).
+
+n_training_importance_samples : int, default=1
+    Latent draws per row in training. 1 maximises the ELBO with an analytic
+    KL term; K > 1 maximises IWAE_K (Burda et al., 2016), a tighter bound
+    that lets the encoder be less exact, at K times the cost of a step.
 
 n_importance_samples : int, default=100
     K, the number of latent draws per row used by :meth:`score_samples` and
@@ -44,18 +69,29 @@ bound : {'iwae', 'elbo'}, default='iwae'
     or the evidence lower bound with an analytic KL term.
 
 batch_size : int or 'auto', default='auto'
-    Rows per minibatch; ``'auto'`` is ``min(128, n_samples)``. Values larger
+    Rows per minibatch; ``'auto'`` is ``n_samples // 200`` clipped to
+    [32, 128] (and to ``n_samples``): about 200 steps per epoch, so that
+    small data sets train long enough between two checks of the
+    epoch-based stopping rule. Values larger
     than the data are clipped with a warning, as in MLPRegressor.
 
 max_iter : int, default=200
     Maximum number of epochs (passes over the data).
 
+learning_rate : {'constant', 'adaptive'}, default='adaptive'
+    Step-size schedule, named as in MLPRegressor. ``'adaptive'`` halves the
+    step size whenever the monitored loss (validation loss with early
+    stopping, training loss without) has not improved by ``tol`` for
+    ``max(1, n_iter_no_change // 4)`` epochs, so training ends on small
+    steps near a maximum of the bound.
+
 learning_rate_init : float, default=1e-3
-    Step size of the Adam optimizer.
+    Initial step size of the Adam optimizer.
 
 early_stopping : bool or 'auto', default='auto'
     Whether :meth:`fit` holds out ``validation_fraction`` of the rows and
-    stops when their mean ELBO has not improved by ``tol`` for
+    stops when their mean ELBO (on the same latent draws every epoch, so
+    that epochs are compared without Monte Carlo noise) has not improved by ``tol`` for
     ``n_iter_no_change`` epochs, restoring the best weights. ``'auto'``
     enables it when the held-out part would have at least 20 rows.
     Without it, training stops when the training loss stalls in the same
@@ -64,7 +100,7 @@ early_stopping : bool or 'auto', default='auto'
 validation_fraction : float, default=0.1
     Proportion of the rows held out for early stopping.
 
-n_iter_no_change : int, default=10
+n_iter_no_change : int, default=20
     Epochs without an improvement of at least ``tol`` before training stops.
 
 tol : float, default=1e-4
@@ -120,17 +156,33 @@ best_validation_score_ : float or None
     Best of ``validation_scores_``; None without early stopping."""
 
 _SCORE_NOTES = """\
-``score_samples`` is an estimate of log p(x), the log-density of the data
-as passed, in nats per sample. Internal scaling (standardisation, the logit
-map of ``bounds``) is undone by adding its log-Jacobian, so scores of models
-fitted to differently scaled copies of the data differ by exactly that
-Jacobian: fitting on ``a * X + b`` lowers every score by
-``n_features * log|a|``. With ``bound='iwae'`` the estimate is
-log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x) with K = ``n_importance_samples``
-draws from the encoder, a lower bound in expectation that tightens as K
-grows (Burda et al., 2015); ``bound='elbo'`` gives the looser evidence lower
-bound. The draws are fixed by ``random_state`` and shared by all rows, so a
-row's score does not depend on the other rows scored with it."""
+**What score_samples measures.** ``score_samples(X)`` estimates log p(x),
+the natural logarithm of the model's probability density at each row of X,
+in nats, in the space of the data as passed. The model itself works in a
+transformed space y = t(x): features standardised with the training mean
+and standard deviation, after a logit map ``logit((x - low) / (high -
+low))`` when ``bounds`` are given. Densities change under such a map, so
+the log-Jacobian log |dy/dx| of every row is added back: log p(x) =
+log p(y) + log |dy/dx|. Consequences: scores are comparable with those of
+any other density model of the same data (GaussianMixture,
+KernelDensity); fitting on ``a * X + b`` (a > 0, same ``random_state``)
+gives the same model in other units and scores lower by exactly
+``n_features * log(a)``; for a < 0 the model is fitted to the mirrored
+data, so its scores differ by ``n_features * log|a|`` only up to the
+randomness of training. For discrete data, add uniform noise first
+(dequantisation): a density of discrete values is unbounded.
+
+**Which estimate.** log p(x) = log E_q(z|x)[p(x|z) p(z) / q(z|x)] has no
+closed form; ``bound='iwae'`` (default) returns the importance-weighted
+estimate IWAE_K = log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x) from K =
+``n_importance_samples`` draws z_k of the encoder q(z|x) (Burda et al.,
+2016). It is a lower bound of log p(x) in expectation, it increases with K,
+and it converges to log p(x) as K grows; ``bound='elbo'`` returns the
+evidence lower bound E_q[log p(x|z)] - KL(q(z|x) || p(z)), the K = 1 case
+with an analytic KL term, looser and cheaper. Scoring costs K decoder
+passes per row. The draws are fixed by ``random_state`` and shared by all
+rows, so the same fitted model gives the same scores twice, and a row's
+score does not depend on the other rows scored with it."""
 
 _PARALLEL_NOTES = """\
 Training and scoring run on torch's intra-op thread pool, which torch sizes
@@ -164,6 +216,19 @@ DOCS = {
 }
 
 
-def fill_doc(template):
-    """Insert the shared sections into a class docstring template (4-space indent)."""
-    return template.format(**{key: textwrap.indent(text, "    ") for key, text in DOCS.items()})
+def fill_doc(template, defaults=None):
+    """Insert the shared sections into a class docstring template (4-space indent).
+
+    ``defaults`` maps parameter names to the estimator's own defaults, where
+    they differ from the shared text's.
+    """
+    docs = dict(DOCS)
+    for name, value in (defaults or {}).items():
+        # From the parameter's heading to its "default=", not past the next heading.
+        heading = rf"(^{name} : (?:(?!\n\S).)*?default=)[^\n]*"
+        docs["parameters"], found = re.subn(
+            heading, lambda m: m.group(1) + repr(value), docs["parameters"], flags=re.M | re.S
+        )
+        if not found:
+            raise ValueError(f"no shared documentation for the parameter {name!r}")
+    return template.format(**{key: textwrap.indent(text, "    ") for key, text in docs.items()})

@@ -18,6 +18,8 @@ import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping
 
+from ._bounds import iwae_bound
+
 
 class StopTraining(Exception):
     """Raised by a callback to end training normally."""
@@ -243,20 +245,45 @@ class VAENet(NeuralNet):
     ----------------
     beta : float
         KL weight during training. Validation always uses beta=1, so that
-        ``valid_loss`` is the negative ELBO, a bound on -log p(x).
+        ``valid_loss`` is the negative bound, a bound on -log p(x).
+    n_draws : int
+        Latent draws per row: 1 trains on the ELBO, K > 1 on IWAE_K.
     seed : int
         Seed of the shuffling generator of the next training pass.
+    validation_seed : int
+        Seed of the latent draws of every validation pass.
     """
 
-    def __init__(self, module, *, beta=1.0, seed=0, **kwargs):
+    def __init__(self, module, *, beta=1.0, n_draws=1, seed=0, validation_seed=0, **kwargs):
         super().__init__(module, criterion=torch.nn.Identity, **kwargs)
         self.beta = beta
+        self.n_draws = n_draws
         self.seed = seed
+        self.validation_seed = validation_seed
+
+    def infer(self, x, **fit_params):
+        return super().infer(x, n_draws=self.n_draws, **fit_params)
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if training:
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        # The same draws for the held-out rows in every epoch (common random
+        # numbers): the stopping rule and the step-size schedule then compare
+        # epochs, not Monte Carlo noise, which on a few hundred rows exceeds
+        # the late per-epoch gains and stops training early.
+        device = torch.device(self.device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.validation_seed)
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         log_px, kl, log_det = y_pred
         beta = self.beta if training else 1.0
-        return -(log_px - beta * kl + log_det).mean()
+        # With one draw this is the ELBO, log p(y|z) - beta * KL; with K draws
+        # IWAE_K (Burda et al. 2016), beta scaling log p(z) - log q(z|y).
+        log_w = log_px - beta * kl
+        bound = log_w[0] if len(log_w) == 1 else iwae_bound(log_w)
+        return -(bound + log_det).mean()
 
     def _set_training(self, training=True):
         # skorch sets the mode before every batch; walking the module tree each

@@ -7,6 +7,8 @@ and returns log |dy/dx|, so every density the module reports is in data space
 (THEORY.md, "Densities and transforms").
 """
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,6 +43,14 @@ MAX_LATENT_LOC = 1e3
 MAX_LATENT_SCALE = 1e2
 
 
+class TrainingTerms(NamedTuple):
+    """Per-draw terms of the training bound (see ``VAEModule.forward``)."""
+
+    log_px: torch.Tensor  # (n_draws, n_samples)
+    kl: torch.Tensor  # (n_draws, n_samples)
+    log_det: torch.Tensor  # (n_samples,)
+
+
 def build_mlp(sizes, activation):
     """Linear layers of the given sizes, each followed by the activation."""
     layers = []
@@ -62,6 +72,8 @@ class VAEModule(nn.Module):
         A key of ``ACTIVATIONS``.
     likelihood : str
         A key of ``LIKELIHOODS``.
+    n_mixture_components : int, default=1
+        Components per feature of the ``'gaussian_mixture'`` likelihood.
     shift, scale : array-like of shape (n_features,), default=None
         Standardisation of the (logit-mapped) data: y = (t(x) - shift) / scale.
     low, high : array-like of shape (n_features,), default=None
@@ -75,6 +87,7 @@ class VAEModule(nn.Module):
         hidden_layer_sizes=(),
         activation="relu",
         likelihood="gaussian",
+        n_mixture_components=1,
         shift=None,
         scale=None,
         low=None,
@@ -87,7 +100,10 @@ class VAEModule(nn.Module):
         self.encoder = build_mlp(widths, activation)
         self.encoder_head = nn.Linear(widths[-1], 2 * n_components)
         self.decoder = build_mlp([n_components, *reversed(widths[1:])], activation)
-        self.decoder_head = nn.Linear(widths[1] if hidden_layer_sizes else n_components, n_features)
+        self.n_params = self.likelihood.n_params(n_mixture_components)
+        self.decoder_head = nn.Linear(
+            widths[1] if hidden_layer_sizes else n_components, n_features * self.n_params
+        )
         # A learned per-feature scale (THEORY.md, "Model"): with a linear decoder
         # the model is factor analysis, x ~ N(b, W W^T + diag(s^2)).
         self.raw_scale = nn.Parameter(torch.zeros(n_features)) if self.likelihood.has_scale else None
@@ -140,7 +156,8 @@ class VAEModule(nn.Module):
 
     def decode(self, z):
         """p(y|z) for the configured likelihood."""
-        return self.likelihood.build(self.decoder_head(self.decoder(z)), self.raw_scale)
+        params = self.decoder_head(self.decoder(z)).unflatten(-1, (-1, self.n_params))
+        return self.likelihood.build(params, self.raw_scale)
 
     def prior(self):
         """p(z) = N(0, I)."""
@@ -148,17 +165,26 @@ class VAEModule(nn.Module):
         zeros = weight.new_zeros(self.n_components)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
-    def forward(self, x, log_det=None):
-        """One reparameterised draw per row: (log p(y|z), KL(q || p), log |dy/dx|), each (n,).
+    def forward(self, x, log_det=None, n_draws=1):
+        """Terms of the training bound from ``n_draws`` reparameterised draws per row.
+
+        Returns ``TrainingTerms``: ``log_px`` and ``kl`` of shape (n_draws, n),
+        ``log_det`` of shape (n,). With one draw, ``kl`` is the analytic
+        KL(q(z|y) || p(z)) (lower variance); with more, it is the per-draw
+        log q(z_k|y) - log p(z_k) that the importance weights need, so that
+        ``log_px - kl`` are the log-weights of IWAE_K in both cases.
 
         Given ``log_det``, ``x`` is taken to be in model space already (the
         output of ``preprocess``, applied once to the whole data).
         """
         y, log_det = self.preprocess(x) if log_det is None else (x, log_det)
-        qz = self.encode(y)
-        z = qz.rsample()
-        kl = kl_divergence(qz, self.prior())
-        return self.decode(z).log_prob(y), kl, log_det.to(y.dtype)
+        qz, pz = self.encode(y), self.prior()
+        z = qz.rsample((n_draws,))
+        if n_draws == 1:
+            kl = kl_divergence(qz, pz)[None]
+        else:
+            kl = qz.log_prob(z) - pz.log_prob(z)
+        return TrainingTerms(self.decode(z).log_prob(y), kl, log_det.to(y.dtype))
 
     def log_marginal(self, x, eps, *, bound="iwae", k_chunk=None):
         """IWAE_K or ELBO estimate of log p(x) in data space, float64 of shape (n,).

@@ -21,10 +21,22 @@ from ._sklearn_compat import Interval, StrOptions, _fit_context
 _TUKEY_K = 1.5
 # The parameters the detector passes to its VAEDensityEstimator.
 _VAE_PARAMETERS = (
-    "n_components", "hidden_layer_sizes", "activation", "likelihood", "bounds", "beta",
-    "n_importance_samples", "bound", "batch_size", "max_iter", "learning_rate_init",
-    "early_stopping", "validation_fraction", "n_iter_no_change", "tol", "warm_start",
-    "random_state", "device", "verbose", "callbacks",
+    "n_components", "hidden_layer_sizes", "activation", "likelihood", "n_mixture_components",
+    "bounds", "beta", "n_training_importance_samples", "n_importance_samples", "bound",
+    "batch_size", "max_iter", "learning_rate", "learning_rate_init", "early_stopping",
+    "validation_fraction", "n_iter_no_change", "tol", "warm_start", "random_state", "device",
+    "verbose", "callbacks",
+)
+# The detector's own defaults where they differ from the shared documentation's:
+# chosen for anomaly detection (see Notes), fixed here so that they do not follow
+# the density estimator's.
+_DEFAULTS = dict(
+    n_components=8,
+    hidden_layer_sizes=(128, 128),
+    activation="relu",
+    likelihood="gaussian",
+    learning_rate="constant",
+    n_iter_no_change=10,
 )
 
 
@@ -150,7 +162,8 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
     array([ 1, -1])
     >>> bool(od.decision_function(X[-1:])[0] < 0)
     True
-    """
+    """,
+        defaults=_DEFAULTS,
     )
 
     # Fitted attributes that save() writes; the parts are written as JSON and tensors.
@@ -165,6 +178,8 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
 
     # The VAE estimators' checks of parameters and data, and their unfitting, so
     # that the detector refuses what they refuse, in its own name.
+    _auto_likelihood = "gaussian"
+    _likelihood = _BaseVAE._likelihood
     _check_data = _BaseVAE._check_data
     _hidden_sizes = _BaseVAE._hidden_sizes
     _bounds_arrays = _BaseVAE._bounds_arrays
@@ -178,12 +193,15 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         hidden_layer_sizes=(128, 128),
         activation="relu",
         likelihood="gaussian",
+        n_mixture_components=5,
         bounds=None,
         beta=1.0,
+        n_training_importance_samples=1,
         n_importance_samples=100,
         bound="iwae",
         batch_size="auto",
         max_iter=200,
+        learning_rate="constant",
         learning_rate_init=1e-3,
         early_stopping="auto",
         validation_fraction=0.1,
@@ -202,12 +220,15 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.likelihood = likelihood
+        self.n_mixture_components = n_mixture_components
         self.bounds = bounds
         self.beta = beta
+        self.n_training_importance_samples = n_training_importance_samples
         self.n_importance_samples = n_importance_samples
         self.bound = bound
         self.batch_size = batch_size
         self.max_iter = max_iter
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction

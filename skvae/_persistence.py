@@ -22,6 +22,7 @@ import safetensors
 import torch
 from safetensors.torch import save_file
 from sklearn.utils.validation import check_is_fitted
+from ._likelihoods import LIKELIHOODS
 
 FORMAT = "skvae"
 FORMAT_VERSION = "1"
@@ -265,7 +266,7 @@ def _history_tensors(history):
 def _rebuild_net(estimator, tensors):
     """A net with the saved weights and per-epoch history, checked against the architecture."""
     scaling = {}
-    if estimator.likelihood == "gaussian":
+    if LIKELIHOODS[estimator._likelihood()].support == "real":
         n_features = estimator.n_features_in_
         low, high = estimator._bounds_arrays(n_features)
         scaling = dict(shift=np.zeros(n_features), scale=np.ones(n_features), low=low, high=high)

@@ -38,7 +38,7 @@ def test_standardisation_only_shifts_scores_by_its_log_scale():
 def test_forward_returns_per_row_terms_with_nonnegative_kl():
     module = _module(shift=np.zeros(3), scale=np.ones(3))
     log_px, kl, log_det = module(torch.randn(5, 3))
-    assert log_px.shape == kl.shape == log_det.shape == (5,)
+    assert log_px.shape == kl.shape == (1, 5) and log_det.shape == (5,)
     assert torch.all(kl >= 0)
 
 

@@ -100,7 +100,9 @@ def test_planted_anomalies_are_found():
 
 def test_without_noise_and_transform_it_is_the_density_estimator(X):
     params = dict(random_state=0, **FAST)
-    plain = VAEDensityEstimator(**params).fit(X)
+    # The detector's defaults, not the density estimator's, for what FAST leaves unset.
+    vae_defaults = {k: v for k, v in VAEOutlierDetector().get_params().items() if k in VAEDensityEstimator().get_params()}
+    plain = VAEDensityEstimator(**{**vae_defaults, **params}).fit(X)
     od = VAEOutlierDetector(training_noise=0.0, power_transform=False, **params).fit(X)
     np.testing.assert_array_equal(od.score_samples(X), plain.score_samples(X))
     smoothed = VAEOutlierDetector(training_noise=0.3, power_transform=False, **params).fit(X)
@@ -170,8 +172,9 @@ def test_warm_start_continues_the_same_model_with_new_settings(X):
 # follow changes to the density estimator's.
 DEFAULTS = dict(
     n_components=8, hidden_layer_sizes=(128, 128), activation="relu", likelihood="gaussian",
-    bounds=None, beta=1.0, n_importance_samples=100, bound="iwae", batch_size="auto",
-    max_iter=200, learning_rate_init=1e-3, early_stopping="auto", validation_fraction=0.1,
+    n_mixture_components=5, bounds=None, beta=1.0, n_training_importance_samples=1,
+    n_importance_samples=100, bound="iwae", batch_size="auto", max_iter=200,
+    learning_rate="constant", learning_rate_init=1e-3, early_stopping="auto", validation_fraction=0.1,
     n_iter_no_change=10, tol=1e-4, training_noise=0.05, power_transform="auto",
     contamination="auto", warm_start=False, random_state=None, device="cpu", verbose=0,
     callbacks=None,

@@ -176,7 +176,7 @@ def _header(path, key):
 
 BAD_FILES = {
     "wrong checksum": (dict(metadata={"skvae_version": "0.0.1"}, checksum=False), "fails its checksum"),
-    "flipped weight": (dict(tensors={"module.raw_scale": torch.ones(3)}, checksum=False), "fails its checksum"),
+    "flipped weight": (dict(tensors={"module.encoder_head.bias": torch.ones(4)}, checksum=False), "fails its checksum"),
     "unknown format version": (dict(metadata={"format_version": "2", "skvae_version": "9.0"}), r"format version '2' \(written by skvae 9.0\)"),
     "not skvae": (dict(metadata={"format": "other"}), "not a skvae model file"),
     "unknown header entry": (dict(metadata={"code": "print(1)"}), r"unknown header entries: \['code'\]"),
@@ -192,10 +192,10 @@ BAD_FILES = {
         "unsupported dtype 'V8'",
     ),
     "unknown tensor": (dict(tensors={"module.extra": torch.zeros(2)}), r"unknown tensors: \['module.extra'\]"),
-    "missing tensor": (dict(tensors={"module.raw_scale": None}), r"lacks the tensors \['module.raw_scale'\]"),
-    "wrong shape": (dict(tensors={"module.raw_scale": torch.zeros(4)}), r"'module.raw_scale' .* shape \(4,\) .* needs shape \(3,\)"),
-    "wrong dtype": (dict(tensors={"module.raw_scale": torch.zeros(3, dtype=torch.float64)}), "needs shape .* dtype torch.float32"),
-    "non-finite weight": (dict(tensors={"module.raw_scale": torch.full((3,), float("nan"))}), "has non-finite values"),
+    "missing tensor": (dict(tensors={"module.encoder_head.bias": None}), r"lacks the tensors \['module.encoder_head.bias'\]"),
+    "wrong shape": (dict(tensors={"module.encoder_head.bias": torch.zeros(5)}), r"'module.encoder_head.bias' .* shape \(5,\) .* needs shape \(4,\)"),
+    "wrong dtype": (dict(tensors={"module.encoder_head.bias": torch.zeros(4, dtype=torch.float64)}), "needs shape .* dtype torch.float32"),
+    "non-finite weight": (dict(tensors={"module.encoder_head.bias": torch.full((4,), float("nan"))}), "has non-finite values"),
     "short history": (dict(tensors={"history.train_loss": torch.zeros(2, dtype=torch.float64)}), "'history.train_loss' .* needs shape \\(3,\\)"),
 }
 

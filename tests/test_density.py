@@ -1,0 +1,106 @@
+"""score_samples is log p(x) of the data as passed: checks against closed forms."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.integrate import trapezoid
+from sklearn.decomposition import PCA
+from torch.distributions import MultivariateNormal, TransformedDistribution
+
+from skvae import VAEDensityEstimator
+from skvae._likelihoods import MIN_SCALE
+
+LINEAR = dict(hidden_layer_sizes=(), likelihood="gaussian", random_state=0)
+
+
+def _ppca_data(n_samples, *, n_features=6, n_components=2, noise=0.5, seed=0):
+    """Rows of a probabilistic PCA model, x = z W + mu + noise * e."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(n_components, n_features)) * 2
+    mu = rng.normal(size=n_features) * 3
+    z = rng.normal(size=(n_samples, n_components))
+    return z @ W + mu + noise * rng.normal(size=(n_samples, n_features))
+
+
+def _closed_form_log_density(est, X):
+    """Exact log p(x) of a fitted linear-Gaussian VAE: y ~ N(b, W W^T + diag(s^2)), x = t(y)."""
+    module = est.net_.module_
+    with torch.no_grad():
+        W = module.decoder_head.weight.double()
+        s = F.softplus(module.raw_scale.double()) + MIN_SCALE
+        cov = W @ W.T + torch.diag(s**2)
+        py = MultivariateNormal(module.decoder_head.bias.double(), cov)
+        px = TransformedDistribution(py, [module.data_transform()])
+        return px.log_prob(torch.as_tensor(X)).numpy()
+
+
+def test_linear_vae_reaches_the_ppca_maximum_likelihood():
+    X = _ppca_data(3000)
+    X_train, X_test = X[:2000], X[2000:]
+    # A large step and patience: the linear model's loss surface is smooth,
+    # and the test asks for the optimum, not for a good-enough fit.
+    de = VAEDensityEstimator(
+        n_components=2, learning_rate_init=1e-2, n_iter_no_change=50, **LINEAR
+    ).fit(X_train)
+    pca = PCA(n_components=2).fit(X_train)
+    assert abs(de.score(X_test) - pca.score(X_test)) < 0.05
+
+
+def test_iwae_increases_with_k_towards_the_closed_form_marginal():
+    X = _ppca_data(2000, seed=1)
+    # A short fit leaves the encoder short of the exact posterior, so the
+    # bound has room to tighten with K.
+    de = VAEDensityEstimator(
+        n_components=2, max_iter=20, batch_size=128, early_stopping=False, **LINEAR
+    )
+    de.fit(X[:1000])
+    X_test = X[1000:]
+    exact = _closed_form_log_density(de, X_test)
+    means, errors = [], []
+    for k in (1, 10, 100, 1000):
+        scores = de.set_params(n_importance_samples=k).score_samples(X_test)
+        means.append(scores.mean())
+        errors.append(scores.std() / np.sqrt(len(scores)))
+        # A lower bound in expectation: never above the truth beyond Monte Carlo error.
+        assert scores.mean() <= exact.mean() + 3 * errors[-1]
+    assert np.all(np.diff(means) > 0)
+    assert means[0] < exact.mean() - 0.2
+    assert abs(means[-1] - exact.mean()) < 0.1
+
+
+@pytest.mark.parametrize("a, b", [(3.7, -5.0), (1e-3, 2.0), (250.0, 1e4)])
+def test_affine_rescaling_shifts_scores_by_the_log_jacobian(a, b):
+    X = _ppca_data(400, seed=2)
+    params = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=5, random_state=0)
+    scores = VAEDensityEstimator(**params).fit(X).score_samples(X)
+    scaled = VAEDensityEstimator(**params).fit(a * X + b).score_samples(a * X + b)
+    np.testing.assert_allclose(scaled, scores - X.shape[1] * np.log(abs(a)), atol=1e-3)
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "gaussian_mixture"])
+@pytest.mark.parametrize("bounds", [None, (0.0, 1.0), (-1.0, 4.0)])
+def test_one_dimensional_density_integrates_to_one(likelihood, bounds):
+    # A Jacobian left out or counted twice moves the integral far from 1.
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.beta(2, 5, size=300), rng.beta(8, 2, size=200)])
+    low, high = bounds or (-2.0, 3.0)
+    X = (low + (high - low) * x)[:, None] if bounds else x[:, None]
+    de = VAEDensityEstimator(
+        n_components=1, hidden_layer_sizes=(16,), max_iter=20, likelihood=likelihood,
+        bounds=bounds, n_importance_samples=500, random_state=0,
+    ).fit(X)
+    grid = np.linspace(low, high, 4001)[1:-1]
+    mass = trapezoid(np.exp(de.score_samples(grid[:, None])), grid)
+    assert 0.97 < mass < 1.01
+
+
+def test_values_outside_the_bounds_are_refused():
+    X = np.random.default_rng(4).uniform(0.1, 0.9, size=(50, 2))
+    de = VAEDensityEstimator(
+        n_components=1, hidden_layer_sizes=(8,), max_iter=2, bounds=(0, 1), random_state=0
+    ).fit(X)
+    with pytest.raises(ValueError, match=r"feature 1 has values in \[1.5, 1.5\], its bounds are \(0, 1\)"):
+        de.score_samples(np.array([[0.5, 1.5]]))
+    with pytest.raises(ValueError, match="strictly inside bounds"):
+        de.score_samples(np.array([[0.0, 0.5]]))
