@@ -92,7 +92,7 @@ def test_streaming_fit_copies_no_full_array(X_disk, monkeypatch):
 
 def test_streaming_fit_is_repeatable_and_learns_as_well_as_in_memory(X_disk):
     X_disk = X_disk[:20_000]
-    params = dict(early_stopping=True, random_state=0, **FAST)
+    params = dict(early_stopping=True, likelihood="gaussian", random_state=0, **FAST)
     first = VAEDensityEstimator(**params).fit(X_disk)
     again = VAEDensityEstimator(**params).fit(X_disk)
     assert first.loss_curve_ == again.loss_curve_
@@ -106,7 +106,7 @@ def test_streaming_fit_is_repeatable_and_learns_as_well_as_in_memory(X_disk):
 def test_partial_fit_keeps_scaling_weights_and_optimizer_state():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
-    vt = VAETransformer(random_state=0, **FAST).partial_fit(X)
+    vt = VAETransformer(random_state=0, batch_size=128, **FAST).partial_fit(X)
     module = vt.net_.module_
     shift = module.shift.clone()
     vt.partial_fit(X + 5)
