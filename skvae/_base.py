@@ -21,8 +21,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._engine import (
     LastGoodState,
     ModelSpaceRows,
-    Rows,
     StoppingRule,
+    StreamedRows,
     VAENet,
     adam_options,
     rows_as_tensor,
@@ -46,6 +46,9 @@ _CHUNK_ELEMENTS = 2**20
 # rows; padding every inference chunk to this many rows keeps each row's result
 # independent of the rows computed with it, to the last bit.
 _MIN_CHUNK_ROWS = 16
+# Elements of the float64 blocks in which fit's checks and statistics stream
+# through X (2 MB), so that a memory-mapped X is never loaded whole.
+_STREAM_ELEMENTS = 2**18
 # Early stopping with early_stopping='auto' needs this many held-out rows.
 _MIN_VALIDATION_ROWS = 20
 # Rows farther than this many training standard deviations from the training
@@ -186,6 +189,12 @@ class _BaseVAE:
         before completing an epoch leaves the estimator unfitted, never
         half-built.
 
+        A memory-mapped X (``np.load(path, mmap_mode="r")``, a ``np.memmap``
+        or a view of one) is never loaded whole: checks and the scaling
+        statistics stream through it, and training reads blocks of 1,024
+        consecutive rows in a random order, shuffling the rows within windows
+        of 65,536, repeatably from ``random_state``.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
@@ -205,7 +214,8 @@ class _BaseVAE:
     def partial_fit(self, X, y=None):
         """Run one epoch over X, initialising the model on the first call.
 
-        The data scaling is computed from the first call's X and kept.
+        The data scaling is computed from the first call's X and kept, as
+        are the weights and the optimizer's state between calls.
         Divergence and interrupts are handled as in :meth:`fit`; a diverging
         epoch after the first call is undone with a warning.
 
@@ -526,9 +536,9 @@ class _BaseVAE:
         return [*callbacks, *self._user_callbacks()]
 
     def _training_data(self, X, module):
-        """In-memory X mapped to model space once; a memory-mapped X read per batch."""
+        """In-memory X mapped to model space once; a memory-mapped X streamed in blocks."""
         if _is_memory_mapped(X):
-            return Rows(X)
+            return StreamedRows(X, module)
         return ModelSpaceRows.from_data(module, X)
 
     def _record_history(self, early):
@@ -688,7 +698,7 @@ def _check_support(X, likelihood, low, high):
         return
     support = LIKELIHOODS[likelihood].support
     lo, hi = X.min(), X.max()
-    if support == "binary" and not np.isin(X, (0, 1)).all():
+    if support == "binary" and not _all_rows(X, lambda block: np.isin(block, (0, 1))):
         raise ValueError(
             f"likelihood='bernoulli' requires binary data in {{0, 1}}; X has values in "
             f"[{lo:.4g}, {hi:.4g}]. Use likelihood='continuous_bernoulli' for data in "
@@ -702,14 +712,27 @@ def _check_support(X, likelihood, low, high):
         )
     if low is None:
         return
-    outside = np.flatnonzero(~((X > low) & (X < high)).all(axis=0))
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    outside = np.flatnonzero(~((lo > low) & (hi < high)))
     if outside.size:
         j = outside[0]
         raise ValueError(
             f"X must lie strictly inside bounds; feature {j} has values in "
-            f"[{X[:, j].min():.4g}, {X[:, j].max():.4g}], its bounds are "
+            f"[{lo[j]:.4g}, {hi[j]:.4g}], its bounds are "
             f"({low[j]:.4g}, {high[j]:.4g}). Widen the bounds or use bounds=None."
         )
+
+
+def _all_rows(X, condition):
+    """Whether ``condition(block)`` holds everywhere, evaluated on row blocks of X."""
+    chunk_rows = _stream_rows(X)
+    return all(
+        condition(X[start : start + chunk_rows]).all() for start in range(0, len(X), chunk_rows)
+    )
+
+
+def _stream_rows(X):
+    return max(1, _STREAM_ELEMENTS // max(1, X.shape[1]))
 
 
 def _column_extremes(X):
@@ -728,8 +751,9 @@ def _check_distance(distance):
         )
 
 
-def _data_statistics(X, low, high, chunk_rows=65536):
+def _data_statistics(X, low, high):
     """Per-feature mean and scale of X (logit-mapped when bounded), in one streaming pass."""
+    chunk_rows = _stream_rows(X)
     scaler = StandardScaler()
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, len(X), chunk_rows):

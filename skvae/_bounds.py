@@ -46,12 +46,18 @@ def chunked_bound(log_w_chunks, *, n_draws, bound="iwae", kl=None):
     """
     total = None
     for chunk in log_w_chunks:
+        # Reduce each row's draws contiguously: a reduction over the outer
+        # axis takes another code path for the last n_samples % 32 rows, so a
+        # row's value would depend on its place in the batch. In float64, so
+        # that the chunking of the draws changes the sum by far less than a
+        # float32 rounding.
+        chunk = chunk.T.to(torch.float64).contiguous()
         if bound == "iwae":
             # A running logsumexp: log(a + b) = logaddexp(log a, log b), exact.
-            part = torch.logsumexp(chunk, dim=0)
+            part = torch.logsumexp(chunk, dim=1)
             total = part if total is None else torch.logaddexp(total, part)
         else:
-            part = chunk.sum(dim=0)
+            part = chunk.sum(dim=1)
             total = part if total is None else total + part
     if bound == "iwae":
         return total - math.log(n_draws)

@@ -197,7 +197,16 @@ on 2 cores, 2 workers of 2 threads each made a grid search 3 to 6 times
 slower.
 With joblib's threading backend or threads of your own, cap torch with
 ``torch.set_num_threads`` (process-wide), or with
-``threadpoolctl.threadpool_limits`` inside each thread."""
+``threadpoolctl.threadpool_limits`` inside each thread.
+Dask's worker processes (``LocalCluster(processes=True)``, ``dask-worker``)
+start with ``OMP_NUM_THREADS=1`` (Dask's ``distributed.nanny.pre-spawn-environ``
+setting), so torch runs one thread per task there, and a search under
+``joblib.parallel_backend("dask")`` does not oversubscribe. That setting
+also holds ``MALLOC_TRIM_THRESHOLD_=65536``, which makes every large tensor a
+fresh memory mapping: scoring on such a worker ran 3 times slower than in a
+plain process. Setting ``MALLOC_TOP_PAD_`` there as well, e.g.
+``dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_":
+2**26})`` before the cluster starts, restored the speed."""
 
 DOCS = {
     "parameters": _PARAMETERS,

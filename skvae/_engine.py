@@ -4,8 +4,8 @@ skorch runs the loop (history, callbacks, validation split, early stopping,
 progress bar, devices). What is changed makes it as fast as a hand-written
 loop and keeps interrupts apart: batches are whole tensors sliced from the
 data instead of rows collated one by one (in-memory data is mapped to model
-space once, ``ModelSpaceRows``; a memory-mapped array is read a batch at a
-time, ``Rows``); per-batch mode switches and deep copies of the best weights
+space once, ``ModelSpaceRows``; a memory-mapped array is read in contiguous
+blocks, a shuffled window at a time, ``StreamedRows``); per-batch mode switches and deep copies of the best weights
 are avoided; and training stops by a dedicated exception rather than by
 ``KeyboardInterrupt``, so that a user's Ctrl-C is never mistaken for
 convergence. ``benchmarks/bench_speed.py`` measures the result.
@@ -88,6 +88,87 @@ class ModelSpaceRows(torch.utils.data.Dataset):
         return {"x": self.y[index], "log_det": self.log_det[index]}
 
 
+class StreamedRows(torch.utils.data.Dataset):
+    """Rows of an array read from disk (a memmap), in contiguous blocks, never all at once.
+
+    A pass reads ``block_rows`` consecutive rows at a time and maps them to
+    model space a window of ``window_rows`` rows at a time, so memory holds
+    one window whatever the size of the array. Shuffled passes visit the
+    blocks in a random order and shuffle the rows within each window: every
+    batch mixes rows from ``window_rows // block_rows`` places in the array,
+    and reads stay sequential on disk. Batches are dicts, as those of
+    ``ModelSpaceRows``.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Rows read by slicing, e.g. a ``np.memmap``.
+    module : VAEModule
+        Its ``preprocess`` maps each window to model space.
+    block_rows : int, default=1024
+    window_rows : int, default=65536
+    """
+
+    def __init__(self, X, module, *, block_rows=1024, window_rows=65536):
+        self.X = X
+        self.module = module
+        self.block_rows = block_rows
+        self.window_rows = window_rows
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        if isinstance(index, torch.Tensor):
+            index = index.numpy()
+        return self._model_space(rows_as_tensor(self.X[index]))
+
+    def batches(self, indices, *, batch_size, shuffle, generator):
+        """Yield dict batches over the rows ``indices`` (all rows if None), block by block."""
+        positions = None if indices is None else torch.sort(indices).values
+        n = len(self.X) if positions is None else len(positions)
+        n_blocks = math.ceil(n / self.block_rows)
+        # One block is not permuted, so that data within one window is shuffled
+        # exactly as in memory.
+        if shuffle and n_blocks > 1:
+            order = torch.randperm(n_blocks, generator=generator)
+        else:
+            order = torch.arange(n_blocks)
+        per_window = max(1, self.window_rows // self.block_rows)
+        carry = None
+        for first in range(0, n_blocks, per_window):
+            blocks = order[first : first + per_window].tolist()
+            window = self._model_space(torch.cat([self._block(positions, b, n) for b in blocks]))
+            if shuffle:
+                window = _take(window, torch.randperm(len(window["x"]), generator=generator))
+            if carry is not None:
+                window = {key: torch.cat([carry[key], window[key]]) for key in window}
+            last = first + per_window >= n_blocks
+            stop = len(window["x"]) if last else len(window["x"]) // batch_size * batch_size
+            for start in range(0, stop, batch_size):
+                yield _take(window, slice(start, min(start + batch_size, stop)))
+            carry = _take(window, slice(stop, None))
+
+    def _block(self, positions, b, n):
+        """Rows of block ``b``: one contiguous read, then the rows of ``positions`` in it."""
+        lo, hi = b * self.block_rows, min((b + 1) * self.block_rows, n)
+        if positions is None:
+            return rows_as_tensor(self.X[lo:hi])
+        wanted = positions[lo:hi].numpy()
+        block = np.asarray(self.X[wanted[0] : wanted[-1] + 1])
+        return torch.from_numpy(block[wanted - wanted[0]])
+
+    def _model_space(self, x):
+        device = self.module.encoder_head.weight.device
+        with torch.no_grad():
+            y, log_det = self.module.preprocess(x.to(device))
+        return {"x": y.cpu(), "log_det": log_det.to(y.dtype).cpu()}
+
+
+def _take(batch, index):
+    return {key: value[index] for key, value in batch.items()}
+
+
 class BatchIterator:
     """Yield ``(batch, None)`` by slicing a dataset, with a seeded shuffle per pass.
 
@@ -115,6 +196,13 @@ class BatchIterator:
         return math.ceil(n / self.batch_size)
 
     def __iter__(self):
+        if isinstance(self.rows, StreamedRows):
+            batches = self.rows.batches(
+                self.indices, batch_size=self.batch_size, shuffle=self.shuffle, generator=self.generator
+            )
+            for batch in batches:
+                yield batch, None
+            return
         n = len(self.rows) if self.indices is None else len(self.indices)
         if not self.shuffle and self.indices is None:
             for start in range(0, n, self.batch_size):

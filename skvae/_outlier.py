@@ -27,6 +27,8 @@ _VAE_PARAMETERS = (
     "validation_fraction", "n_iter_no_change", "tol", "warm_start", "random_state", "device",
     "verbose", "callbacks",
 )
+# What batch_size='auto' means for the detector (see Notes).
+_AUTO_BATCH_SIZE = 128
 # The detector's own defaults where they differ from the shared documentation's:
 # chosen for anomaly detection (see Notes), fixed here so that they do not follow
 # the density estimator's.
@@ -112,6 +114,11 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
 
     Notes
     -----
+    ``batch_size='auto'`` means ``min(128, n_samples)`` here. The density
+    estimator's smaller batches for small data (about 200 steps per epoch)
+    doubled the fit time on the anomaly benchmark's suite and did not raise
+    its mean AUROC (0.688 against 0.696).
+
     The anomaly score is a density, not a reconstruction error:
     ``score_samples`` is an importance-weighted estimate of log p(x) for the
     data as passed. Two things make it robust to the rows that do not fit
@@ -385,6 +392,8 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         else:
             marginal = self.marginal_
             density = self.density_.set_params(**self._density_params())
+        if self.batch_size == "auto":
+            density.set_params(batch_size=min(_AUTO_BATCH_SIZE, len(X)))
         Xt = self._to_model_input(X, marginal)
         n_iter = getattr(self, "n_iter_", None)
         try:

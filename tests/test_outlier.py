@@ -102,6 +102,7 @@ def test_without_noise_and_transform_it_is_the_density_estimator(X):
     params = dict(random_state=0, **FAST)
     # The detector's defaults, not the density estimator's, for what FAST leaves unset.
     vae_defaults = {k: v for k, v in VAEOutlierDetector().get_params().items() if k in VAEDensityEstimator().get_params()}
+    vae_defaults["batch_size"] = min(128, len(X))  # the detector's 'auto'
     plain = VAEDensityEstimator(**{**vae_defaults, **params}).fit(X)
     od = VAEOutlierDetector(training_noise=0.0, power_transform=False, **params).fit(X)
     np.testing.assert_array_equal(od.score_samples(X), plain.score_samples(X))
@@ -186,9 +187,12 @@ def test_defaults_are_the_detectors_own_and_all_reach_the_density_estimator(X):
     assert set(VAEDensityEstimator().get_params()) <= set(DEFAULTS)
     od = VAEOutlierDetector(max_iter=1, n_components=3, activation="tanh", random_state=0).fit(X)
     inner = od.density_.get_params()
-    assert {k: inner[k] for k in inner if k != "callbacks"} == {
-        k: v for k, v in od.get_params().items() if k in inner and k != "callbacks"
+    assert {k: inner[k] for k in inner if k not in ("callbacks", "batch_size")} == {
+        k: v for k, v in od.get_params().items() if k in inner and k not in ("callbacks", "batch_size")
     }
+    # batch_size='auto' is the detector's own rule, min(128, n_samples).
+    assert inner["batch_size"] == min(128, len(X))
+    assert VAEOutlierDetector(max_iter=1, batch_size=20).fit(X).density_.batch_size == 20
 
 
 def test_documented_defaults_match_the_signature():
