@@ -43,7 +43,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback
 from torch import nn
 
-from skvae import VAEDensityEstimator, VAETransformer
+from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer
 from skvae._likelihoods import MIN_SCALE
 from skvae._module import MIN_LATENT_SCALE
 
@@ -303,8 +303,8 @@ def _anomaly_methods(device):
     """{name: (fit(X) -> model, score(model, X) -> anomaly scores, higher = more anomalous)}."""
 
     methods = {
-        "skvae defaults": (
-            lambda X: _fit_quietly(VAEDensityEstimator(random_state=0, device=device), X),
+        "skvae VAEOutlierDetector defaults": (
+            lambda X: _fit_quietly(VAEOutlierDetector(random_state=0, device=device), X),
             lambda m, X: -m.score_samples(X),
         )
     }
