@@ -162,8 +162,8 @@ in nats, in the space of the data as passed. The model itself works in a
 transformed space y = t(x): features standardised with the training mean
 and standard deviation, after a logit map ``logit((x - low) / (high -
 low))`` when ``bounds`` are given. Densities change under such a map, so
-the log-Jacobian log |dy/dx| of every row is added back: log p(x) =
-log p(y) + log |dy/dx|. Consequences: scores are comparable with those of
+the log-Jacobian ``log |dy/dx|`` of every row is added back:
+``log p(x) = log p(y) + log |dy/dx|``. Consequences: scores are comparable with those of
 any other density model of the same data (GaussianMixture,
 KernelDensity); fitting on ``a * X + b`` (a > 0, same ``random_state``)
 gives the same model in other units and scores lower by exactly

@@ -1,7 +1,7 @@
 """
-=========================================
+===========================================
 The importance-weighted bound tightens in K
-=========================================
+===========================================
 
 ``VAEDensityEstimator.score_samples`` cannot compute log p(x) exactly: it
 averages K importance weights p(x|z_k) p(z_k) / q(z_k|x) over draws z_k of
