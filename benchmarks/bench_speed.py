@@ -460,7 +460,9 @@ def _run_section(section, args, big):
         found = sorted(path.stem for path in (Path(args.data_dir) / "ad").glob("*.npz"))
         return anomaly_section(args.data_dir, args.anomaly_datasets or found, device=args.device)
     if section == "score":
-        est = VAEDensityEstimator(N_COMPONENTS, hidden_layer_sizes=HIDDEN, max_iter=2, early_stopping=False,
+        # The reference computes a Gaussian decoder's log-density in closed form.
+        est = VAEDensityEstimator(N_COMPONENTS, hidden_layer_sizes=HIDDEN, likelihood="gaussian",
+                                  activation="relu", max_iter=2, early_stopping=False,
                                   device=args.device, random_state=0)
         return score_section(_fit_quietly(est, big[:20_000]), big[20_000:], rounds=args.rounds)
     if section == "throughput":
