@@ -5,8 +5,8 @@ progress bar, devices). What is changed makes it as fast as a hand-written
 loop and keeps interrupts apart: batches are whole tensors sliced from the
 data instead of rows collated one by one (in-memory data is mapped to model
 space once, ``ModelSpaceRows``; a memory-mapped array is read in contiguous
-blocks, a shuffled window at a time, ``StreamedRows``); per-batch mode switches and deep copies of the best weights
-are avoided; and training stops by a dedicated exception rather than by
+blocks, a shuffled window at a time, ``StreamedRows``); per-batch mode
+switches and deep copies of the best weights are avoided; and training stops by a dedicated exception rather than by
 ``KeyboardInterrupt``, so that a user's Ctrl-C is never mistaken for
 convergence. ``benchmarks/bench_speed.py`` measures the result.
 """
