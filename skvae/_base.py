@@ -668,19 +668,25 @@ class _BaseVAE:
         return max(self.n_features_in_, net.module__n_components, *net.module__hidden_layer_sizes)
 
     def _map_rows(self, fn, X, *, rows_per_chunk):
-        """Apply ``fn(module, x_chunk) -> tensor`` to row chunks of X under inference_mode."""
+        """Apply ``fn(x_chunk) -> tensor`` to row chunks of X under inference_mode.
+
+        The results are written into one array allocated up front: small
+        per-chunk results kept alive between the large temporaries of each
+        chunk would fragment the heap and grow memory with the number of rows.
+        """
         device = self.net_.device
-        out = []
+        out = None
         with torch.inference_mode():
             for start in range(0, len(X), rows_per_chunk):
                 x = rows_as_tensor(X[start : start + rows_per_chunk]).to(device)
                 n = len(x)
                 if n < _MIN_CHUNK_ROWS:
                     x = torch.cat([x, x[:1].expand(_MIN_CHUNK_ROWS - n, -1)])
-                out.append(fn(x)[:n].cpu())
-        if not out:
-            return np.empty((0,))
-        return torch.cat(out).numpy()
+                result = fn(x)[:n].cpu().numpy()
+                if out is None:
+                    out = np.empty((len(X), *result.shape[1:]), dtype=result.dtype)
+                out[start : start + n] = result
+        return np.empty((0,)) if out is None else out
 
     def _decoder_mean(self, Z):
         """Mean of p(x|z) in data space for latent rows Z (float64)."""
