@@ -24,6 +24,7 @@ from ._engine import (
     StoppingRule,
     StreamedRows,
     VAENet,
+    WeightAveraging,
     adam_options,
     rows_as_tensor,
 )
@@ -97,6 +98,7 @@ class _BaseVAE:
     # feature, so that the latent code has to explain the rows (features for a
     # downstream model); the density estimator overrides it.
     _auto_likelihood = "gaussian"
+    _auto_training_importance_samples = 1
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -106,7 +108,7 @@ class _BaseVAE:
         "n_mixture_components": [Interval(Integral, 1, None, closed="left")],
         "bounds": [None, tuple, list],
         "beta": [Interval(Real, 0, None, closed="left")],
-        "n_training_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "n_training_importance_samples": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "bound": [StrOptions({"iwae", "elbo"})],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -116,6 +118,7 @@ class _BaseVAE:
         "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "ema_decay": [Interval(Real, 0, 1, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -134,16 +137,17 @@ class _BaseVAE:
         n_mixture_components=5,
         bounds=None,
         beta=1.0,
-        n_training_importance_samples=1,
+        n_training_importance_samples="auto",
         n_importance_samples=100,
         bound="iwae",
         batch_size="auto",
         max_iter=200,
         learning_rate="adaptive",
-        learning_rate_init=1e-3,
+        learning_rate_init=2e-3,
         early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=20,
+        ema_decay=0.99,
         tol=1e-4,
         warm_start=False,
         random_state=None,
@@ -168,6 +172,7 @@ class _BaseVAE:
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.ema_decay = ema_decay
         self.tol = tol
         self.warm_start = warm_start
         self.random_state = random_state
@@ -451,6 +456,8 @@ class _BaseVAE:
         rule = callbacks["stopping"]
         if early and getattr(rule, "best_model_weights_", None) is not None:
             rule.on_train_end(net)
+        if "averaging" in callbacks:
+            callbacks["averaging"].on_train_end(net)
         self.net_ = net
         self._record_history(early)
         warnings.warn(
@@ -500,7 +507,7 @@ class _BaseVAE:
         net.max_epochs = epochs
         net.batch_size = self._batch_size(n_samples)
         net.beta = self.beta
-        net.n_draws = self.n_training_importance_samples
+        net.n_draws = self._training_draws()
         net.seed = _derive_seed(seed, len(net.history or ()), 1)
         net.validation_seed = _derive_seed(seed, 2)
         net.verbose = self.verbose
@@ -531,6 +538,8 @@ class _BaseVAE:
                 ReduceLROnPlateau, factor=0.5, patience=max(1, self.n_iter_no_change // 4), **plateau
             )
             callbacks.append(("lr_schedule", schedule))
+        if self.ema_decay > 0:
+            callbacks.append(("averaging", WeightAveraging(self.ema_decay)))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
         return [*callbacks, *self._user_callbacks()]
@@ -553,6 +562,12 @@ class _BaseVAE:
             self.best_validation_score_ = max(scores)
 
     # -- checks and resolved settings -------------------------------------------
+
+    def _training_draws(self):
+        """``n_training_importance_samples`` with 'auto' resolved by the estimator."""
+        if self.n_training_importance_samples == "auto":
+            return self._auto_training_importance_samples
+        return self.n_training_importance_samples
 
     def _likelihood(self):
         """``likelihood`` with 'auto' resolved to the estimator's ``_auto_likelihood``."""

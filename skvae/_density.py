@@ -79,3 +79,4 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     # A mixture of Gaussians per feature: the best held-out likelihood across
     # data sets (see the likelihood parameter's Notes).
     _auto_likelihood = "gaussian_mixture"
+    _auto_training_importance_samples = 4

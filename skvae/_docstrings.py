@@ -53,10 +53,15 @@ beta : float, default=1.0
     Weight of the KL term in the training objective (beta-VAE). Scores and
     ``validation_scores_`` always use the true bound (beta=1).
 
-n_training_importance_samples : int, default=1
+n_training_importance_samples : int or 'auto', default='auto'
     Latent draws per row in training. 1 maximises the ELBO with an analytic
     KL term; K > 1 maximises IWAE_K (Burda et al., 2016), a tighter bound
-    that lets the encoder be less exact, at K times the cost of a step.
+    that lets the encoder be less exact, at up to K times the cost of a
+    step (the encoder runs once). ``'auto'`` is 4 for
+    :class:`VAEDensityEstimator`, whose product is the likelihood (on the
+    digits validation split IWAE_4 training gained 0.5 nats per sample for
+    1.7 times the fit time), and 1 for :class:`VAETransformer`, whose
+    product is the encoder.
 
 n_importance_samples : int, default=100
     K, the number of latent draws per row used by :meth:`score_samples` and
@@ -85,8 +90,11 @@ learning_rate : {'constant', 'adaptive'}, default='adaptive'
     ``max(1, n_iter_no_change // 4)`` epochs, so training ends on small
     steps near a maximum of the bound.
 
-learning_rate_init : float, default=1e-3
-    Initial step size of the Adam optimizer.
+learning_rate_init : float, default=2e-3
+    Initial step size of the Adam optimizer (MLPRegressor's 1e-3 doubled:
+    with the weight average of ``ema_decay`` and the adaptive schedule, 2e-3
+    gave higher held-out likelihood on validation splits of digits, breast
+    cancer and wine; 3e-3 did not).
 
 early_stopping : bool or 'auto', default='auto'
     Whether :meth:`fit` holds out ``validation_fraction`` of the rows and
@@ -102,6 +110,18 @@ validation_fraction : float, default=0.1
 
 n_iter_no_change : int, default=20
     Epochs without an improvement of at least ``tol`` before training stops.
+
+ema_decay : float in [0, 1), default=0.99
+    Decay of the exponential moving average of the weights (Polyak
+    averaging) that becomes the fitted model: after every step the average
+    moves ``1 - ema_decay`` of the way to the current weights, so it spans
+    about ``1 / (1 - ema_decay)`` steps. Early stopping validates the
+    average; training continues from the raw weights (in ``partial_fit`` and
+    with ``warm_start``; a model read by :func:`skvae.load` continues from
+    the average, as the file holds only the fitted weights). The late Adam steps scatter the weights around a
+    maximum of the bound and their average lies nearer to it: with 0.99, the
+    held-out log-likelihood of the digits and breast-cancer validation
+    splits rose by 0.9 and 1.5 nats per sample. 0 turns averaging off.
 
 tol : float, default=1e-4
     Minimum improvement of the monitored loss, in nats per sample.
@@ -202,11 +222,17 @@ Dask's worker processes (``LocalCluster(processes=True)``, ``dask-worker``)
 start with ``OMP_NUM_THREADS=1`` (Dask's ``distributed.nanny.pre-spawn-environ``
 setting), so torch runs one thread per task there, and a search under
 ``joblib.parallel_backend("dask")`` does not oversubscribe. That setting
-also holds ``MALLOC_TRIM_THRESHOLD_=65536``, which makes every large tensor a
-fresh memory mapping: scoring on such a worker ran 3 times slower than in a
-plain process. Setting ``MALLOC_TOP_PAD_`` there as well, e.g.
-``dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_":
-2**26})`` before the cluster starts, restored the speed."""
+also holds ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off glibc's
+adaptive mmap threshold, so that every tensor over 128 kB is a fresh memory
+mapping: scoring on such a worker ran 3 to 4 times slower than in a plain
+process. Setting ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TOP_PAD_`` there as
+well before the cluster starts restored the speed (8,300 to 20,500 rows/s on
+2 workers)::
+
+    dask.config.set({
+        "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 2**25,
+        "distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_": 2**26,
+    })"""
 
 DOCS = {
     "parameters": _PARAMETERS,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from ._bounds import iwae_bound
 
@@ -271,6 +272,12 @@ class VAENet(NeuralNet):
         # numbers): the stopping rule and the step-size schedule then compare
         # epochs, not Monte Carlo noise, which on a few hundred rows exceeds
         # the late per-epoch gains and stops training early.
+        # With weight averaging the averaged weights are validated; they stay in
+        # the module until WeightAveraging.on_epoch_end, so that the stopping
+        # rule keeps them as the best weights.
+        averaging = dict(self.callbacks_).get("averaging")
+        if averaging is not None:
+            averaging.swap_in(self)
         device = torch.device(self.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(self.validation_seed)
@@ -353,6 +360,88 @@ class StoppingRule(EarlyStopping):
             super().on_train_end(net, **kwargs)
 
 
+class WeightAveraging(Callback):
+    """An exponential moving average of the weights is the fitted model.
+
+    After every training step the average moves towards the weights by
+    ``1 - decay`` (torch's ``get_ema_multi_avg_fn``, the update of its
+    ``AveragedModel``), from zero with Adam's bias correction; the average, not the last step's weights, is
+    validated every epoch and is the model at the end of a call. Adam's last
+    steps scatter the weights around a maximum of the bound; the average sits
+    nearer to it, which gains held-out likelihood at no cost in steps.
+
+    Training goes on from the raw weights: between calls (``partial_fit``,
+    ``warm_start``) they are kept on the net in ``raw_state_``, and the
+    average in ``averaged_state_``. Place it after the stopping rule, so that
+    the rule keeps the averaged weights as the best ones.
+    """
+
+    def __init__(self, decay):
+        self.decay = decay
+
+    def on_train_begin(self, net, **kwargs):
+        raw = getattr(net, "raw_state_", None)
+        if raw is not None:
+            net.module_.load_state_dict(raw, strict=False)
+        net.raw_state_ = None
+        if getattr(net, "averaged_state_", None) is None:
+            weights = {name: torch.zeros_like(p.detach()) for name, p in net.module_.named_parameters()}
+            net.averaged_state_ = {"weights": weights, "steps": 0}
+        # Tensors that skorch's pickling maps to the CPU when CUDA is gone.
+        extra = [key for key in ("averaged_state_", "raw_state_") if key not in net.cuda_dependent_attributes_]
+        net.cuda_dependent_attributes_ = [*net.cuda_dependent_attributes_, *extra]
+        self._update = get_ema_multi_avg_fn(self.decay)
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            state = net.averaged_state_
+            params = [p.detach() for p in net.module_.parameters()]
+            self._update(list(state["weights"].values()), params, None)
+            state["steps"] += 1
+
+    def swap_in(self, net):
+        """Put the averaged weights in the module, keeping the raw ones aside."""
+        state = getattr(net, "averaged_state_", None)
+        if state is not None and state["steps"] and net.raw_state_ is None:
+            net.raw_state_ = cloned_state(dict(net.module_.named_parameters()))
+            # The average starts at zero; dividing by 1 - decay**steps (as Adam
+            # corrects its moments) weighs the steps taken so far and nothing
+            # else, so a short fit is not pulled towards its initial weights.
+            debias = 1 - self.decay ** state["steps"]
+            net.module_.load_state_dict(
+                {name: w / debias for name, w in state["weights"].items()}, strict=False
+            )
+
+    def swap_out(self, net):
+        """Put the raw weights back after validation."""
+        if getattr(net, "raw_state_", None) is not None:
+            net.module_.load_state_dict(net.raw_state_, strict=False)
+            net.raw_state_ = None
+
+    def on_epoch_end(self, net, **kwargs):
+        self.swap_out(net)
+
+    def on_train_end(self, net, **kwargs):
+        # With early stopping the best averaged weights become the model (skorch
+        # loads them only when the best epoch is not the last one), and the
+        # next call averages afresh from them; otherwise the current average.
+        stopping = dict(net.callbacks_).get("stopping")
+        best = getattr(stopping, "best_model_weights_", None) if getattr(stopping, "load_best", False) else None
+        if best is not None:
+            net.module_.load_state_dict(best)
+            reset_averaging(net)
+        else:
+            self.swap_in(net)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_update": None}
+
+
+def reset_averaging(net):
+    """Forget the weight average and the raw weights (the module was restored)."""
+    net.averaged_state_ = net.raw_state_ = None
+
+
 class LastGoodState(Callback):
     """Undo an epoch that diverged, and training with it; keep the last good state.
 
@@ -397,10 +486,11 @@ class LastGoodState(Callback):
         """Return ``net`` to the last snapshot and release it; no-op without one."""
         if getattr(self, "state_", None) is None:
             return
-        n_epochs, module_state, optimizer_state = self.state_
+        n_epochs, module_state, optimizer_state, averaging_state = self.state_
         del net.history[n_epochs:]
         net.module_.load_state_dict(module_state)
         net.optimizer_.load_state_dict(optimizer_state)
+        net.averaged_state_, net.raw_state_ = averaging_state
         self.state_ = None
 
     def _divergence(self, row, net):
@@ -422,6 +512,8 @@ class LastGoodState(Callback):
             len(net.history),
             cloned_state(net.module_.state_dict()),
             cloned_state(net.optimizer_.state_dict()),
+            # The weight average (WeightAveraging) and the raw weights set aside.
+            cloned_state((getattr(net, "averaged_state_", None), getattr(net, "raw_state_", None))),
         )
 
     def __getstate__(self):

@@ -24,7 +24,7 @@ _VAE_PARAMETERS = (
     "n_components", "hidden_layer_sizes", "activation", "likelihood", "n_mixture_components",
     "bounds", "beta", "n_training_importance_samples", "n_importance_samples", "bound",
     "batch_size", "max_iter", "learning_rate", "learning_rate_init", "early_stopping",
-    "validation_fraction", "n_iter_no_change", "tol", "warm_start", "random_state", "device",
+    "validation_fraction", "n_iter_no_change", "ema_decay", "tol", "warm_start", "random_state", "device",
     "verbose", "callbacks",
 )
 # What batch_size='auto' means for the detector (see Notes).
@@ -39,6 +39,9 @@ _DEFAULTS = dict(
     likelihood="gaussian",
     learning_rate="constant",
     n_iter_no_change=10,
+    ema_decay=0.0,
+    n_training_importance_samples=1,
+    learning_rate_init=1e-3,
 )
 
 
@@ -213,6 +216,7 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         early_stopping="auto",
         validation_fraction=0.1,
         n_iter_no_change=10,
+        ema_decay=0.0,
         tol=1e-4,
         training_noise=0.05,
         power_transform="auto",
@@ -240,6 +244,7 @@ class VAEOutlierDetector(OutlierMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.ema_decay = ema_decay
         self.tol = tol
         self.training_noise = training_noise
         self.power_transform = power_transform

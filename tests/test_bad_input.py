@@ -296,7 +296,7 @@ INVALID_PARAMETERS = [
     ("max_iter", 0), ("learning_rate_init", 0.0), ("learning_rate_init", -1.0),
     ("learning_rate_init", np.inf), ("learning_rate_init", np.nan),
     ("early_stopping", "yes"), ("early_stopping", 1), ("validation_fraction", 0.0),
-    ("validation_fraction", 1.0), ("n_iter_no_change", 0), ("tol", -1.0), ("warm_start", "no"),
+    ("validation_fraction", 1.0), ("n_iter_no_change", 0), ("ema_decay", 1.0), ("ema_decay", -0.1), ("tol", -1.0), ("warm_start", "no"),
     ("random_state", "seed"), ("device", "tpu"), ("verbose", -1), ("callbacks", "cb"),
     ("callbacks", ["not a callback"]),
     ("training_noise", -0.1), ("training_noise", np.nan), ("power_transform", "yes"),

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from skorch.callbacks import Callback
 
+from skvae import VAEDensityEstimator
 from skvae._engine import (
     BatchIterator,
     LastGoodState,
@@ -175,3 +177,77 @@ def test_adam_uses_the_fused_kernel_where_torch_has_one():
         assert adam_options("cpu") == {"optimizer__fused": True}
         net = _tiny_net([], **adam_options("cpu")).initialize()
         assert net.optimizer_.defaults["fused"] is True
+
+
+class _RecordWeights(Callback):
+    """Keep a copy of the weights after every training step."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.steps = []
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.steps.append({k: p.detach().clone() for k, p in net.module_.named_parameters()})
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.99])
+def test_the_fitted_weights_are_the_debiased_moving_average_of_the_steps(decay):
+    X = np.random.default_rng(0).normal(size=(64, 3))
+    record = _RecordWeights()
+    params = dict(n_components=2, hidden_layer_sizes=(8,), batch_size=16, max_iter=3, early_stopping=False,
+                  random_state=0)
+    de = VAEDensityEstimator(ema_decay=decay, callbacks=[("record", record)], **params).fit(X)
+    steps = dict(de.net_.callbacks_)["record"].steps
+    assert len(steps) == 12
+    weights = np.array([(1 - decay) * decay ** (len(steps) - 1 - t) for t in range(len(steps))])
+    weights /= weights.sum()
+    for name, p in de.net_.module_.named_parameters():
+        expected = sum(w * step[name].double() for w, step in zip(weights, steps))
+        torch.testing.assert_close(p.detach().double(), expected, rtol=1e-5, atol=1e-6)
+    # Without averaging the model is the last step; training goes on from the
+    # last step either way, so the raw weights of both fits are the same.
+    raw = VAEDensityEstimator(ema_decay=0.0, callbacks=[("record", _RecordWeights())], **params).fit(X)
+    for name, p in raw.net_.module_.named_parameters():
+        torch.testing.assert_close(p.detach(), steps[-1][name], rtol=0, atol=0)
+        torch.testing.assert_close(de.net_.raw_state_[name], p.detach(), rtol=0, atol=0)
+
+
+_STEPS = []
+
+
+class _RecordWeightsGlobally(Callback):
+    """Append the weights after every training step to ``_STEPS`` (callbacks are copied per call)."""
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            _STEPS.append({k: p.detach().clone() for k, p in net.module_.named_parameters()})
+
+
+@pytest.mark.parametrize("method", ["warm_start", "partial_fit"])
+def test_averaging_spans_calls_and_training_resumes_from_the_raw_weights(method):
+    X = np.random.default_rng(1).normal(size=(64, 3))
+    decay = 0.9
+    de = VAEDensityEstimator(
+        n_components=2, hidden_layer_sizes=(8,), batch_size=16, early_stopping=False, max_iter=1,
+        warm_start=True, ema_decay=decay, random_state=0, callbacks=[_RecordWeightsGlobally()],
+    )
+    _STEPS.clear()
+    de.fit(X)
+    first_call_end = {k: p.detach().clone() for k, p in de.net_.module_.named_parameters()}
+    getattr(de, "fit" if method == "warm_start" else "partial_fit")(X)
+    assert len(_STEPS) == 8
+    weights = np.array([decay ** (len(_STEPS) - 1 - t) for t in range(len(_STEPS))])
+    weights /= weights.sum()
+    for name, p in de.net_.module_.named_parameters():
+        expected = sum(w * step[name].double() for w, step in zip(weights, _STEPS))
+        torch.testing.assert_close(p.detach().double(), expected, rtol=1e-5, atol=1e-6)
+    # Averaging never changes the steps: the second call resumes from the raw
+    # weights of the first call's last step, as it does without averaging.
+    averaged_steps = list(_STEPS)
+    _STEPS.clear()
+    raw = clone(de).set_params(ema_decay=0.0).fit(X)
+    getattr(raw, "fit" if method == "warm_start" else "partial_fit")(X)
+    for ours, theirs in zip(averaged_steps, _STEPS, strict=True):
+        for name in ours:
+            torch.testing.assert_close(ours[name], theirs[name], rtol=0, atol=0)
+    assert not torch.equal(first_call_end["encoder_head.bias"], averaged_steps[3]["encoder_head.bias"])

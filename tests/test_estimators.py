@@ -292,7 +292,7 @@ def test_user_callbacks_run_on_copies(X):
     assert not hasattr(counter, "epochs_")
     used = [cb for name, cb in de.net_.callbacks_ if isinstance(cb, _CountEpochs)]
     assert used[0].epochs_ == 5
-    assert de.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**5)
+    assert de.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(de.learning_rate_init * 0.5**5)
     with pytest.raises(TypeError, match="skorch callbacks"):
         VAEDensityEstimator(callbacks=["not a callback"], **FAST).fit(X)
 
@@ -330,3 +330,10 @@ def test_memory_mapped_input_within_one_window_trains_identically(X, tmp_path, m
     assert from_disk.loss_curve_ == in_memory.loss_curve_
     assert from_disk.validation_scores_ == in_memory.validation_scores_
     np.testing.assert_array_equal(from_disk.score_samples(X), in_memory.score_samples(X))
+
+
+@pytest.mark.parametrize("Estimator, draws", [(VAEDensityEstimator, 4), (VAETransformer, 1)])
+def test_auto_training_draws_are_the_estimators_own(X, Estimator, draws):
+    est = Estimator(random_state=0, **FAST).fit(X)
+    assert est.n_training_importance_samples == "auto" and est.net_.n_draws == draws
+    assert Estimator(n_training_importance_samples=2, random_state=0, **FAST).fit(X).net_.n_draws == 2

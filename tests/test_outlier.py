@@ -176,7 +176,7 @@ DEFAULTS = dict(
     n_mixture_components=5, bounds=None, beta=1.0, n_training_importance_samples=1,
     n_importance_samples=100, bound="iwae", batch_size="auto", max_iter=200,
     learning_rate="constant", learning_rate_init=1e-3, early_stopping="auto", validation_fraction=0.1,
-    n_iter_no_change=10, tol=1e-4, training_noise=0.05, power_transform="auto",
+    n_iter_no_change=10, ema_decay=0.0, tol=1e-4, training_noise=0.05, power_transform="auto",
     contamination="auto", warm_start=False, random_state=None, device="cpu", verbose=0,
     callbacks=None,
 )

@@ -36,8 +36,11 @@ params = dict(hidden_layer_sizes=(32,), max_iter=15, n_importance_samples=20, ra
 if __name__ == "__main__":
     # A cluster of two single-threaded worker processes. Dask starts workers
     # with OMP_NUM_THREADS=1, so torch uses one thread per task;
-    # MALLOC_TOP_PAD_ keeps large tensors off fresh memory mappings.
-    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_": 2**26})
+    # The two malloc settings keep large tensors off fresh memory mappings.
+    dask.config.set({
+        "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 2**25,
+        "distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_": 2**26,
+    })
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
     client = Client(cluster)
 
