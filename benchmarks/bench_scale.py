@@ -22,8 +22,8 @@ Sections:
 4. ``partial``: held-out score of ``partial_fit`` over 10 shuffled chunks of the
    digits training split for as many epochs as ``fit`` ran, against ``fit``.
 
-Run from the project root (about 25 minutes on 2 CPU cores; 10,000,000 rows take
-most of it)::
+Run from the project root (about 18 minutes on 2 CPU cores; 10,000,000 rows and the
+streaming epoch take most of it)::
 
     PYTHONPATH=. python benchmarks/bench_scale.py
 """
