@@ -391,13 +391,14 @@ class WeightAveraging(Callback):
         extra = [key for key in ("averaged_state_", "raw_state_") if key not in net.cuda_dependent_attributes_]
         net.cuda_dependent_attributes_ = [*net.cuda_dependent_attributes_, *extra]
         self._update = get_ema_multi_avg_fn(self.decay)
+        # The tensors of one call, listed once rather than at every step (a
+        # restore replaces them, and training then stops).
+        self._lists = list(net.averaged_state_["weights"].values()), list(net.module_.parameters())
 
     def on_batch_end(self, net, training=False, **kwargs):
         if training:
-            state = net.averaged_state_
-            params = [p.detach() for p in net.module_.parameters()]
-            self._update(list(state["weights"].values()), params, None)
-            state["steps"] += 1
+            self._update(*self._lists, None)
+            net.averaged_state_["steps"] += 1
 
     def swap_in(self, net):
         """Put the averaged weights in the module, keeping the raw ones aside."""
@@ -434,7 +435,7 @@ class WeightAveraging(Callback):
             self.swap_in(net)
 
     def __getstate__(self):
-        return {**self.__dict__, "_update": None}
+        return {**self.__dict__, "_update": None, "_lists": None}
 
 
 def reset_averaging(net):
