@@ -365,8 +365,9 @@ class WeightAveraging(Callback):
 
     After every training step the average moves towards the weights by
     ``1 - decay`` (torch's ``get_ema_multi_avg_fn``, the update of its
-    ``AveragedModel``), from zero with Adam's bias correction; the average, not the last step's weights, is
-    validated every epoch and is the model at the end of a call. Adam's last
+    ``AveragedModel``), from zero with Adam's bias correction. The average,
+    not the last step's weights, is validated every epoch and is the model at
+    the end of a call. Adam's last
     steps scatter the weights around a maximum of the bound; the average sits
     nearer to it, which gains held-out likelihood at no cost in steps.
 
