@@ -198,7 +198,9 @@ def skvae_fit(X, *, epochs, early_stopping, device, seed):
         hidden_layer_sizes=HIDDEN,
         activation="relu",
         likelihood="gaussian",
+        n_training_importance_samples=1,  # the reference's ELBO with one draw
         learning_rate="constant",
+        learning_rate_init=1e-3,
         batch_size=BATCH_SIZE,
         max_iter=epochs,
         early_stopping=early_stopping,
