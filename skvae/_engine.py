@@ -431,17 +431,12 @@ class WeightAveraging(Callback):
         best = getattr(stopping, "best_model_weights_", None) if getattr(stopping, "load_best", False) else None
         if best is not None:
             net.module_.load_state_dict(best)
-            reset_averaging(net)
+            net.averaged_state_ = net.raw_state_ = None
         else:
             self.swap_in(net)
 
     def __getstate__(self):
         return {**self.__dict__, "_update": None, "_lists": None}
-
-
-def reset_averaging(net):
-    """Forget the weight average and the raw weights (the module was restored)."""
-    net.averaged_state_ = net.raw_state_ = None
 
 
 class LastGoodState(Callback):
