@@ -1,6 +1,7 @@
 """Variational bounds on log p(x): pure functions of tensors and distributions.
 
-See THEORY.md, "The evidence lower bound" and "Estimating log p(x)".
+The user guide's page "What score_samples measures" states the bounds and
+what they estimate.
 Shapes: ``(n_importance_samples, n_samples)`` for per-draw quantities,
 ``(n_samples,)`` for bounds.
 """

@@ -3,11 +3,16 @@
 from sklearn.base import BaseEstimator, DensityMixin
 
 from ._base import _BaseVAE
-from ._docstrings import fill_doc
+from ._docstrings import compose
+from ._params import constraints, make_init, parameters
+from ._persistence import register
+
+_PARAMETERS = parameters()
 
 
+@register
 class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
-    __doc__ = fill_doc(
+    __doc__ = compose(
         """Density estimation with a variational autoencoder.
 
     Fits a VAE by maximising the evidence lower bound and estimates the
@@ -73,8 +78,12 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     (4,)
     >>> de.sample(3, random_state=0).shape
     (3, 3)
-    """
+    """,
+        _PARAMETERS,
     )
+
+    _parameter_constraints = constraints(_PARAMETERS)
+    __init__ = make_init(_PARAMETERS)
 
     # A mixture of Gaussians per feature: the best held-out likelihood across
     # data sets (see the likelihood parameter's Notes).

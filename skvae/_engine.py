@@ -1,4 +1,9 @@
-"""Training engine: a skorch ``NeuralNet`` whose loss is the negative bound.
+"""Training engine: a skorch ``NeuralNet`` whose loss is the negative bound, and ``train``.
+
+``train(net, X, options)`` is the one entry point the estimators use: it sets
+the net up for one call (epochs, batches, callbacks), runs it, and returns the
+summary the estimator copies into its fitted attributes; divergence and
+interrupts are handled here (see ``train``).
 
 skorch runs the loop (history, callbacks, validation split, early stopping,
 progress bar, devices). What is changed makes it as fast as a hand-written
@@ -6,20 +11,30 @@ loop and keeps interrupts apart: batches are whole tensors sliced from the
 data instead of rows collated one by one (in-memory data is mapped to model
 space once, ``ModelSpaceRows``; a memory-mapped array is read in contiguous
 blocks, a shuffled window at a time, ``StreamedRows``); per-batch mode
-switches and deep copies of the best weights are avoided; and training stops by a dedicated exception rather than by
-``KeyboardInterrupt``, so that a user's Ctrl-C is never mistaken for
-convergence. ``benchmarks/bench_speed.py`` measures the result.
+switches and deep copies of the best weights are avoided; and training stops
+by a dedicated exception rather than by ``KeyboardInterrupt``, so that a
+user's Ctrl-C is never mistaken for convergence. ``benchmarks/bench_speed.py``
+measures the result.
 """
 
 import math
+import warnings
+from contextlib import contextmanager
+from copy import deepcopy
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler, PrintLog, ProgressBar
+from skorch.dataset import ValidSplit
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from ._arrays import is_memory_mapped, rows_as_tensor
 from ._bounds import iwae_bound
+from ._module import VAEModule
 
 
 class StopTraining(Exception):
@@ -216,16 +231,6 @@ class BatchIterator:
             yield self.rows[index], None
 
 
-def rows_as_tensor(block):
-    """A torch view of a block of rows; read-only numpy blocks are copied (torch needs writable)."""
-    if isinstance(block, torch.Tensor):
-        return block
-    block = np.asarray(block)
-    if not block.flags.writeable:
-        block = block.copy()
-    return torch.from_numpy(block)
-
-
 def adam_options(device):
     """skorch parameters choosing Adam's fused kernel where torch has it for ``device``.
 
@@ -316,16 +321,26 @@ class VAENet(NeuralNet):
         """skorch's ``partial_fit``, but only ``StopTraining`` ends the loop quietly.
 
         skorch swallows every ``KeyboardInterrupt`` here, including the user's;
-        this lets the user's interrupt propagate.
+        this lets the user's interrupt (or any error) propagate. Callbacks are
+        told ``on_train_end`` either way, with ``interrupted_`` set to the
+        exception when there was one, so that ``LastGoodState`` first undoes
+        the interrupted epoch and the others then finish from the last
+        completed one.
         """
         if not self.initialized_:
             self.initialize()
+        self.interrupted_ = None
         self.notify("on_train_begin", X=X, y=y)
         try:
             self.fit_loop(X, y, **fit_params)
         except StopTraining:
             pass
-        self.notify("on_train_end", X=X, y=y)
+        except BaseException as exc:
+            self.interrupted_ = exc
+            raise
+        finally:
+            self.notify("on_train_end", X=X, y=y)
+            self.interrupted_ = None
         return self
 
 
@@ -453,7 +468,9 @@ class LastGoodState(Callback):
     per batch. The diverged epoch is undone (weights, optimizer state and
     history go back to the last good epoch, or to the start of the call) and
     training stops with ``StopTraining``; ``diverged_epoch_`` and ``reason_``
-    then say when and why. ``restore`` undoes an interrupted epoch the same way.
+    then say when and why. An interrupted epoch (an exception in the loop,
+    ``net.interrupted_``) is undone the same way at ``on_train_end``; place
+    this callback first, so that the others finish from the restored state.
     """
 
     EXPLOSION_FACTOR = 1e3
@@ -477,6 +494,8 @@ class LastGoodState(Callback):
         raise StopTraining
 
     def on_train_end(self, net, **kwargs):
+        if getattr(net, "interrupted_", None) is not None:
+            self.restore(net)
         self.state_ = self.batch_ = None
 
     def restore(self, net):
@@ -539,3 +558,214 @@ def _batch_loss(net, batch):
     device = torch.device(net.device)
     with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         return float(net.get_loss(net.infer(batch), None, training=True))
+
+
+class TrainingNoise(Callback):
+    """Adds N(0, std^2) to each training batch in model space; validation is untouched.
+
+    The model then fits the data density convolved with a narrow Gaussian
+    kernel, as a kernel density estimate does, and cannot put near-infinite
+    density on single rows. Only likelihoods of real-valued data get it. The
+    draws come from a generator seeded by the net's ``seed`` at the start of
+    each call, so they repeat with ``random_state``. Batches are the dicts of
+    ``ModelSpaceRows`` and ``StreamedRows``, fresh for each batch, so the
+    data are never changed.
+    """
+
+    def __init__(self, std):
+        self.std = std
+
+    def on_train_begin(self, net, **kwargs):
+        self.generator_ = torch.Generator(device=net.device).manual_seed(int(net.seed))
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if not training:
+            return
+        y = batch[0]["x"]
+        noise = torch.randn(y.shape, generator=self.generator_, device=y.device, dtype=y.dtype)
+        batch[0]["x"] = y + self.std * noise
+
+
+class TrainingOptions(NamedTuple):
+    """What one call of ``train`` does; the estimator resolves it from its parameters."""
+
+    max_epochs: int
+    batch_size: int
+    learning_rate_init: float
+    adaptive: bool  # halve the step size when the monitored loss stalls
+    early_stopping: bool
+    validation_fraction: float
+    n_iter_no_change: int
+    tol: float
+    beta: float
+    n_draws: int  # 1 trains on the ELBO, K > 1 on IWAE_K
+    ema_decay: float
+    training_noise: float
+    seed: int
+    verbose: int = 0
+    callbacks: tuple = ()  # the user's, copied for the call
+    incremental: bool = False  # partial_fit: no warning when max_epochs ends training
+
+
+class Summary(NamedTuple):
+    """The training history as the estimator's fitted attributes hold it."""
+
+    n_iter: int
+    loss_curve: list
+    validation_scores: list
+    best_validation_score: float
+
+
+def build_net(module_config, *, device, learning_rate_init, seed):
+    """A ``VAENet`` of a ``VAEModule`` built from ``module_config``, initialised from ``seed``."""
+    net = VAENet(
+        VAEModule,
+        **{f"module__{key}": value for key, value in module_config.items()},
+        optimizer=torch.optim.Adam,
+        lr=learning_rate_init,
+        device=device,
+        **adam_options(device),
+    )
+    with seeded_torch(seed, net.device):
+        net.initialize()
+    return net
+
+
+def train(net, X, options):
+    """Run one call's epochs on X and return the ``Summary`` to copy.
+
+    X is an in-memory array or tensor, mapped to model space once, or a
+    memory-mapped array, streamed in blocks. If an epoch diverges it is
+    undone and training stops: with a warning when an earlier epoch ended
+    well, with a ``ValueError`` otherwise. An interrupt or error propagates
+    after the epoch it interrupted is undone, with a warning when completed
+    epochs are kept; ``summarize(net, ...)`` then tells what they are.
+    """
+    configure(net, len(X), options)
+    guard = dict(net.callbacks_)["last_good"]
+    data = StreamedRows(X, net.module_) if is_memory_mapped(X) else ModelSpaceRows.from_data(net.module_, X)
+    try:
+        with seeded_torch(derive_seed(options.seed, len(net.history)), net.device):
+            net.partial_fit(data)
+    except BaseException as exc:
+        if len(net.history):
+            warnings.warn(
+                f"Training stopped by {type(exc).__name__}; the model keeps the "
+                f"{summarize(net, options.early_stopping).n_iter} completed epochs (the best "
+                "one with early stopping).",
+                UserWarning,
+            )
+        raise
+    _warn_if_unfinished(net, options, guard)
+    return summarize(net, options.early_stopping)
+
+
+def configure(net, n_samples, options):
+    """Set what may change between calls: epochs, batches, stopping, step size, callbacks."""
+    early = options.early_stopping
+    net.max_epochs = options.max_epochs
+    net.batch_size = options.batch_size
+    net.beta = options.beta
+    net.n_draws = options.n_draws
+    net.seed = derive_seed(options.seed, len(net.history or ()), 1)
+    net.validation_seed = derive_seed(options.seed, 2)
+    net.verbose = options.verbose
+    net.train_split = (
+        ValidSplit(options.validation_fraction, stratified=False, random_state=options.seed) if early else None
+    )
+    # Each call starts at the initial step size (the schedule is per call).
+    net.set_params(lr=options.learning_rate_init)
+    net.callbacks = _callbacks(net, options)
+    # skorch's PrintLog formats a table every epoch, even when it prints nothing.
+    net.callbacks__print_log = PrintLog() if options.verbose else None
+    net.initialize_callbacks()
+
+
+def _callbacks(net, options):
+    """Divergence guard, stopping rule, step-size schedule, averaging, progress, the user's, noise."""
+    monitor = "valid_loss" if options.early_stopping else "train_loss"
+    plateau = dict(monitor=monitor, threshold=options.tol, threshold_mode="abs")
+    callbacks = [
+        ("last_good", LastGoodState()),
+        ("stopping", StoppingRule(patience=options.n_iter_no_change, load_best=options.early_stopping, **plateau)),
+    ]
+    if options.adaptive:
+        # Halve the step size when the monitored loss stalls for a quarter
+        # of the stopping patience, so training ends on small steps.
+        patience = max(1, options.n_iter_no_change // 4)
+        callbacks.append(("lr_schedule", LRScheduler(ReduceLROnPlateau, factor=0.5, patience=patience, **plateau)))
+    if options.ema_decay > 0:
+        callbacks.append(("averaging", WeightAveraging(options.ema_decay)))
+    if options.verbose:
+        callbacks.append(("progress_bar", ProgressBar()))
+    callbacks += [deepcopy(item) for item in options.callbacks]
+    if options.training_noise > 0 and net.module_.likelihood.support == "real":
+        callbacks.append(("training_noise", TrainingNoise(options.training_noise)))
+    return callbacks
+
+
+def _warn_if_unfinished(net, options, guard):
+    """Refuse a call whose first epoch diverged; warn of a later divergence or of max_epochs."""
+    remedy = f"lower learning_rate_init (now {options.learning_rate_init:g})"
+    remedy += f" or beta (now {options.beta:g})" if options.beta > 1 else ""
+    if guard.diverged_epoch_ is not None and not len(net.history):
+        raise ValueError(
+            f"Training diverged in epoch {guard.diverged_epoch_}: {guard.reason_}, and no "
+            f"epoch ended well; {remedy} and refit."
+        )
+    if guard.diverged_epoch_ is not None:
+        n_iter = summarize(net, options.early_stopping).n_iter
+        warnings.warn(
+            f"Training diverged in epoch {guard.diverged_epoch_}: {guard.reason_}. That "
+            f"epoch was undone and training stopped; the model keeps the {n_iter} "
+            f"epochs before it. To train further, {remedy} and call "
+            "fit with warm_start=True, or partial_fit.",
+            UserWarning,
+        )
+    elif not options.incremental and not dict(net.callbacks_)["stopping"].stopped_:
+        warnings.warn(
+            f"Stochastic Optimizer: Maximum iterations ({options.max_epochs}) reached and "
+            "the optimization hasn't converged yet.",
+            ConvergenceWarning,
+        )
+
+
+def summarize(net, early_stopping):
+    """The ``Summary`` of the net's history over all calls."""
+    epochs = [row for row in net.history if "train_loss" in row]
+    scores = [-float(row["valid_loss"]) for row in epochs if "valid_loss" in row] if early_stopping else None
+    return Summary(
+        n_iter=len(epochs),
+        loss_curve=[float(row["train_loss"]) for row in epochs],
+        validation_scores=scores,
+        best_validation_score=max(scores) if scores else None,
+    )
+
+
+@contextmanager
+def seeded_torch(seed, device):
+    """Seed torch's generator for ``device`` inside the block, restoring it after."""
+    device = torch.device(device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+        yield
+
+
+def derive_seed(seed, *keys):
+    """A new 31-bit seed from ``seed`` and integer keys (independent streams)."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
+
+
+def resolve_device(device):
+    """``device`` with 'auto' resolved; ValueError for CUDA on a machine without it."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but CUDA is not available on this machine; use "
+            "device='cpu' or device='auto'."
+        )
+    return device

@@ -19,7 +19,7 @@ from torch.distributions import (
 )
 
 # Lower bound on the Gaussian decoder's standard deviation, in the model's
-# standardised units (THEORY.md, "Model"): without it the likelihood of a
+# standardised units (user guide, "Choosing a likelihood"): without it the likelihood of a
 # point the decoder reproduces exactly grows without bound.
 MIN_SCALE = 1e-3
 

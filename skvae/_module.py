@@ -1,10 +1,11 @@
 """The torch model: MLP encoder and decoder that return distributions.
 
-The module works in a "model space" y: for the Gaussian likelihood, y is the
-standardised data (after a logit map when ``bounds`` are given); for the
-Bernoulli likelihoods, y is the data itself. ``preprocess`` maps data x to y
-and returns log |dy/dx|, so every density the module reports is in data space
-(THEORY.md, "Densities and transforms").
+The module works in a "model space" y: for the real-valued likelihoods, y is
+the data standardised (after a logit map when ``bounds`` are given, or
+Gaussianised feature by feature with a power transform); for the Bernoulli
+likelihoods, y is the data itself. ``preprocess`` maps data x to y and returns
+log |dy/dx| (``DataMap``), so every density the module reports is in data
+space (user guide, "What score_samples measures").
 """
 
 from typing import NamedTuple
@@ -13,15 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
-from torch.distributions.transforms import (
-    AffineTransform,
-    ComposeTransform,
-    IndependentTransform,
-    SigmoidTransform,
-)
 
 from ._bounds import chunked_bound, log_importance_weights
 from ._likelihoods import LIKELIHOODS
+from ._transforms import DataMap
 
 ACTIVATIONS = {
     "identity": nn.Identity,
@@ -74,10 +70,9 @@ class VAEModule(nn.Module):
         A key of ``LIKELIHOODS``.
     n_mixture_components : int, default=1
         Components per feature of the ``'gaussian_mixture'`` likelihood.
-    shift, scale : array-like of shape (n_features,), default=None
-        Standardisation of the (logit-mapped) data: y = (t(x) - shift) / scale.
-    low, high : array-like of shape (n_features,), default=None
-        Bounds of the data: t(x) = logit((x - low) / (high - low)).
+    data_map : list of (kind, dict or None), default=()
+        The steps from data to model space (see ``DataMap``); empty for the
+        identity.
     """
 
     def __init__(
@@ -88,12 +83,14 @@ class VAEModule(nn.Module):
         activation="relu",
         likelihood="gaussian",
         n_mixture_components=1,
-        shift=None,
-        scale=None,
-        low=None,
-        high=None,
+        data_map=(),
     ):
         super().__init__()
+        self.arguments = dict(
+            n_features=n_features, n_components=n_components,
+            hidden_layer_sizes=list(hidden_layer_sizes), activation=activation,
+            likelihood=likelihood, n_mixture_components=n_mixture_components,
+        )
         self.n_components = n_components
         self.likelihood = LIKELIHOODS[likelihood]
         widths = [n_features, *hidden_layer_sizes]
@@ -104,42 +101,24 @@ class VAEModule(nn.Module):
         self.decoder_head = nn.Linear(
             widths[1] if hidden_layer_sizes else n_components, n_features * self.n_params
         )
-        # A learned per-feature scale (THEORY.md, "Model"): with a linear decoder
-        # the model is factor analysis, x ~ N(b, W W^T + diag(s^2)).
+        # A learned per-feature scale, so that log p(x) is a density and not a
+        # scaled squared error (user guide, "Choosing a likelihood"): with a
+        # linear decoder the model is factor analysis, x ~ N(b, W W^T + diag(s^2)).
         self.raw_scale = nn.Parameter(torch.zeros(n_features)) if self.likelihood.has_scale else None
-        for name, value in [("shift", shift), ("scale", scale), ("low", low), ("high", high)]:
-            tensor = None if value is None else torch.as_tensor(value, dtype=torch.float64)
-            self.register_buffer(name, tensor)
+        self.data_map = DataMap(data_map, n_features)
 
-    def data_transform(self):
-        """The bijection y -> x from model space to data space, or None for the identity."""
-        if self.shift is None:
-            return None
-        parts = [AffineTransform(self.shift, self.scale, event_dim=1)]
-        if self.low is not None:
-            parts += [
-                IndependentTransform(SigmoidTransform(), 1),
-                AffineTransform(self.low, self.high - self.low, event_dim=1),
-            ]
-        return ComposeTransform(parts)
+    def config(self):
+        """The constructor's arguments, JSON-ready, less the data map's arrays (they are buffers)."""
+        return {**self.arguments, "data_map": self.data_map.config()}
 
     def preprocess(self, x):
         """Map data x to model space: y of the module's dtype, log |dy/dx| per row (float64)."""
-        dtype = self.encoder_head.weight.dtype
-        transform = self.data_transform()
-        if transform is None:
-            return x.to(dtype), x.new_zeros(x.shape[:-1], dtype=torch.float64)
-        # float64 keeps logit((x - low) / (high - low)) finite for x a few ulps
-        # inside the bounds, and the Jacobian exact.
-        x = x.to(torch.float64)
-        y = transform.inv(x)
-        return y.to(dtype), -transform.log_abs_det_jacobian(y, x)
+        y, log_det = self.data_map(x)
+        return y.to(self.encoder_head.weight.dtype), log_det
 
     def postprocess(self, y):
         """Map model-space values back to data space (float64)."""
-        transform = self.data_transform()
-        y = y.to(torch.float64)
-        return y if transform is None else transform(y)
+        return self.data_map.inverse(y)
 
     def encode(self, y, *, capped=False):
         """q(z|y): ``Independent(Normal)`` with batch shape ``y.shape[:-1]``.
@@ -201,7 +180,7 @@ class VAEModule(nn.Module):
 
         def per_chunk():
             for e in eps.split(k_chunk or len(eps)):
-                # Reparameterised draws z_k = mu + sigma * eps_k (THEORY.md, SGVB).
+                # Reparameterised draws z_k = mu + sigma * eps_k (Kingma and Welling, 2014).
                 z = loc + scale * e[:, None, :]
                 px = self.decode(z)
                 if bound == "iwae":

@@ -22,25 +22,41 @@ import safetensors
 import torch
 from safetensors.torch import save_file
 from sklearn.utils.validation import check_is_fitted
-from ._likelihoods import LIKELIHOODS
+
+from ._engine import build_net, resolve_device
 
 FORMAT = "skvae"
-FORMAT_VERSION = "1"
-_HEADER_KEYS = {"format", "format_version", "skvae_version", "estimator", "params", "attributes", "checksum"}
+FORMAT_VERSION = "2"
+_HEADER_KEYS = {
+    "format", "format_version", "skvae_version", "estimator", "params", "attributes", "module", "checksum",
+}
 # Kinds of numpy arrays a header may hold: numbers, booleans, strings.
 _ARRAY_KINDS = "fiubO"
+# The estimator classes a file may build, by name (``register``).
+_ESTIMATORS = {}
+
+
+def register(cls):
+    """Class decorator: let ``load`` build ``cls``.
+
+    ``cls`` has a ``net_`` when fitted, and ``_saved_attributes``: its fitted
+    attributes that ``save`` writes, each mapped to its kind, which ``load``
+    checks: ``"count"`` (an int >= 0), ``"positive"`` (an int >= 1),
+    ``"number"`` (a finite float) or ``"any"``.
+    """
+    _ESTIMATORS[cls.__name__] = cls
+    return cls
 
 
 def save_estimator(estimator, path):
-    """Write a fitted estimator to ``path`` (see ``_BaseVAE.save``)."""
+    """Write a fitted estimator to ``path`` (see the estimators' ``save``)."""
     from . import __version__  # the package is initialised by the time a model is saved
 
     check_is_fitted(estimator)
-    # An outlier detector's model is its inner density estimator's.
-    net = getattr(estimator, "density_", estimator).net_
+    net = estimator.net_
     tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in net.module_.state_dict().items()}
     tensors.update(_history_tensors(net.history))
-    attributes = _saved_attributes(estimator)
+    attributes = {k: v for k, v in vars(estimator).items() if k in estimator._saved_attributes}
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -48,6 +64,7 @@ def save_estimator(estimator, path):
         "estimator": type(estimator).__name__,
         "params": json.dumps(_savable_params(estimator)),
         "attributes": json.dumps(_encode(attributes)),
+        "module": json.dumps(net.module_.config()),
     }
     metadata["checksum"] = _checksum(metadata, tensors)
     save_file(tensors, os.fspath(path), metadata=metadata)
@@ -101,42 +118,35 @@ def load(path, *, device="cpu"):
     True
     """
     metadata, tensors = _read(path)
-    Estimator = _estimator_class(metadata["estimator"])
-    estimator = Estimator()
+    name = metadata["estimator"]
+    if name not in _ESTIMATORS:
+        raise ValueError(f"The model file names estimator {name!r}, not one of {sorted(_ESTIMATORS)}.")
+    estimator = _ESTIMATORS[name]()
     params = _decode(_parse_json(metadata, "params"))
     _check_known(set(params), set(estimator.get_params()), "parameters")
     estimator.set_params(**{**params, "device": device})
     estimator._validate_params()
     attributes = _decode(_parse_json(metadata, "attributes"))
-    if hasattr(estimator, "_restore_parts"):
-        # An outlier detector: its density estimator and marginal transform first.
-        attributes = estimator._restore_parts(attributes, lambda inner, saved: _restore(inner, saved, tensors))
-    return _restore(estimator, attributes, tensors)
-
-
-def _restore(estimator, attributes, tensors):
-    """Check and set the saved fitted attributes of ``estimator``; rebuild its net if it owns one."""
-    Estimator = type(estimator)
-    _check_known(set(attributes), set(Estimator._saved_attributes), "fitted attributes")
-    missing = set(Estimator._saved_attributes) - set(attributes) - {"feature_names_in_"}
-    if missing:
-        raise ValueError(f"The model file lacks the fitted attributes {sorted(missing)}.")
-    for name, low in [("n_features_in_", 1), ("n_iter_", 0), ("_seed", 0)]:
-        value = attributes.get(name, low)
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-            raise ValueError(f"The model file's {name} is {value!r}, not an integer >= {low}.")
+    _check_attributes(attributes, type(estimator)._saved_attributes)
     vars(estimator).update(attributes)
-    if "_seed" in Estimator._saved_attributes:
-        estimator.net_ = _rebuild_net(estimator, tensors)
+    estimator.net_ = _rebuild_net(_parse_json(metadata, "module"), tensors, estimator)
     return estimator
 
 
-def _saved_attributes(estimator):
-    """The fitted attributes ``save`` writes; those of an outlier detector's parts are nested."""
-    attributes = {k: v for k, v in vars(estimator).items() if k in estimator._saved_attributes}
-    if hasattr(estimator, "_saved_parts"):
-        attributes.update(estimator._saved_parts(_saved_attributes))
-    return attributes
+def _check_attributes(attributes, kinds):
+    """Refuse unknown, missing or mistyped fitted attributes."""
+    _check_known(set(attributes), set(kinds), "fitted attributes")
+    missing = set(kinds) - set(attributes) - {"feature_names_in_"}
+    if missing:
+        raise ValueError(f"The model file lacks the fitted attributes {sorted(missing)}.")
+    for name, value in attributes.items():
+        kind = kinds[name]
+        if kind in ("count", "positive"):
+            low = int(kind == "positive")
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+                raise ValueError(f"The model file's {name} is {value!r}, not an integer >= {low}.")
+        elif kind == "number" and not (isinstance(value, float) and np.isfinite(value)):
+            raise ValueError(f"The model file's {name} is {value!r}, not a finite number.")
 
 
 def _read(path):
@@ -173,16 +183,6 @@ def _checksum(metadata, tensors):
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.cpu().contiguous().numpy().tobytes())
     return f"sha256:{digest.hexdigest()}"
-
-
-def _estimator_class(name):
-    """The skvae estimator class called ``name``: the only classes a file may build."""
-    from . import VAEDensityEstimator, VAEOutlierDetector, VAETransformer  # skvae imports this module first
-
-    classes = {cls.__name__: cls for cls in (VAEDensityEstimator, VAEOutlierDetector, VAETransformer)}
-    if name not in classes:
-        raise ValueError(f"The model file names estimator {name!r}, not one of {sorted(classes)}.")
-    return classes[name]
 
 
 def _savable_params(estimator):
@@ -263,19 +263,23 @@ def _history_tensors(history):
     }
 
 
-def _rebuild_net(estimator, tensors):
+def _rebuild_net(config, tensors, estimator):
     """A net with the saved weights and per-epoch history, checked against the architecture."""
-    scaling = {}
-    if LIKELIHOODS[estimator._likelihood()].support == "real":
-        n_features = estimator.n_features_in_
-        low, high = estimator._bounds_arrays(n_features)
-        scaling = dict(shift=np.zeros(n_features), scale=np.ones(n_features), low=low, high=high)
-    net = estimator._build_net(estimator.n_features_in_, scaling, seed=estimator._seed)
+    try:
+        net = build_net(
+            config,
+            device=resolve_device(estimator.device),
+            learning_rate_init=estimator.learning_rate_init,
+            seed=estimator._seed,
+        )
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"The model file's module entry does not describe a skvae model: {exc!r}") from None
     expected = {f"module.{k}": v for k, v in net.module_.state_dict().items()}
     expected.update(_history_tensors([{"train_loss": 0.0}] * estimator.n_iter_))
     _check_tensors(tensors, expected)
     state = {k.removeprefix("module."): v for k, v in tensors.items() if k.startswith("module.")}
     net.module_.load_state_dict(state)
+    net.module_.data_map.check()
     for epoch, (train, valid) in enumerate(zip(tensors["history.train_loss"], tensors["history.valid_loss"]), 1):
         net.history.new_epoch()
         net.history.record("epoch", epoch)

@@ -1,17 +1,22 @@
 """VAETransformer: a nonlinear, probabilistic analogue of PCA."""
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import _CHUNK_ELEMENTS, _BaseVAE
-from ._docstrings import fill_doc
+from . import _inference
+from ._base import _BaseVAE
+from ._docstrings import compose
 from ._module import MAX_LATENT_LOC
+from ._params import constraints, make_init, parameters
+from ._persistence import register
+
+_PARAMETERS = parameters()
 
 
-class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVAE, BaseEstimator):
-    __doc__ = fill_doc(
+@register
+class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    __doc__ = compose(
         """Variational autoencoder as a scikit-learn transformer.
 
     ``transform`` maps rows to the mean of the encoder's posterior q(z|x), a
@@ -58,8 +63,12 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVAE
     (200, 2)
     >>> vt.inverse_transform(vt.transform(X[:3])).shape
     (3, 5)
-    """
+    """,
+        _PARAMETERS,
     )
+
+    _parameter_constraints = constraints(_PARAMETERS)
+    __init__ = make_init(_PARAMETERS)
 
     def transform(self, X):
         """Map X to the posterior mean of z, shape (n_samples, n_components).
@@ -74,13 +83,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVAE
         Z : ndarray of shape (n_samples, n_components)
             Posterior means E[z|x], of X's float dtype.
         """
-        X = self._validate_X(X)
-        module = self.net_.module_
-        rows = max(1, _CHUNK_ELEMENTS // self._widest_layer())
-        Z = self._map_rows(
-            lambda x: module.encode(module.preprocess(x)[0], capped=True).mean, X, rows_per_chunk=rows
-        )
-        return Z.reshape(len(X), module.n_components).astype(X.dtype, copy=False)
+        X = self._validate_fitted(X)
+        Z = _inference.posterior_mean(self.net_.module_, X, device=self.net_.device)
+        return Z.astype(X.dtype, copy=False)
 
     def inverse_transform(self, X):
         """Map latent rows back to data space through the decoder's mean.
@@ -109,7 +114,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _BaseVAE
                 f"{MAX_LATENT_LOC:g}], the range of transform (the prior N(0, I) has no "
                 f"mass beyond); X has values up to {np.abs(Z).max():.3g}."
             )
-        return self._decoder_mean(Z).reshape(len(Z), self.n_features_in_).astype(Z.dtype, copy=False)
+        X = _inference.decoder_mean(self.net_.module_, Z, device=self.net_.device)
+        return X.astype(Z.dtype, copy=False)
 
     @property
     def _n_features_out(self):

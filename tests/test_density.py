@@ -31,7 +31,7 @@ def _closed_form_log_density(est, X):
         s = F.softplus(module.raw_scale.double()) + MIN_SCALE
         cov = W @ W.T + torch.diag(s**2)
         py = MultivariateNormal(module.decoder_head.bias.double(), cov)
-        px = TransformedDistribution(py, [module.data_transform()])
+        px = TransformedDistribution(py, [module.data_map.transform()])
         return px.log_prob(torch.as_tensor(X)).numpy()
 
 

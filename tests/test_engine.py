@@ -99,8 +99,9 @@ def test_last_good_state_undoes_a_diverged_epoch_and_stops():
 
 
 def test_model_space_rows_hold_what_per_batch_preprocessing_gives():
-    module = VAEModule(n_features=3, n_components=1, shift=[0.1, -0.2, 0.0], scale=[2.0, 0.5, 1.0],
-                       low=[0.0, -1.0, 5.0], high=[1.0, 1.0, 9.0])
+    steps = [("bounds", {"low": [0.0, -1.0, 5.0], "high": [1.0, 1.0, 9.0]}),
+             ("standardise", {"loc": [0.1, -0.2, 0.0], "scale": [2.0, 0.5, 1.0]})]
+    module = VAEModule(n_features=3, n_components=1, data_map=steps)
     rng = np.random.default_rng(0)
     X = np.column_stack([rng.uniform(0, 1, 7), rng.uniform(-1, 1, 7), rng.uniform(5, 9, 7)])
     rows = ModelSpaceRows.from_data(module, X, chunk_rows=3)

@@ -6,9 +6,12 @@ import torch
 from skvae._module import MAX_LATENT_LOC, MAX_LATENT_SCALE, MIN_LATENT_SCALE, VAEModule
 
 
-def _module(**kwargs):
+def _module(shift=None, scale=None, low=None, high=None, **kwargs):
+    """A module whose data map is the logit map of (low, high), if given, then standardisation."""
     torch.manual_seed(0)
-    defaults = dict(n_features=3, n_components=2, hidden_layer_sizes=(8,), activation="tanh")
+    steps = [] if low is None else [("bounds", {"low": low, "high": high})]
+    steps += [] if shift is None else [("standardise", {"loc": shift, "scale": scale})]
+    defaults = dict(n_features=3, n_components=2, hidden_layer_sizes=(8,), activation="tanh", data_map=steps)
     return VAEModule(**{**defaults, **kwargs})
 
 
@@ -24,7 +27,7 @@ def test_log_det_is_the_log_jacobian_of_the_data_map():
     x = torch.tensor([[0.2, 0.3, 6.0]], dtype=torch.float64)
     _, log_det = module.preprocess(x)
     # The map is elementwise, so the Jacobian is diagonal: sum of log |dy_d/dx_d|.
-    jac = torch.autograd.functional.jacobian(lambda v: module.data_transform().inv(v), x[0])
+    jac = torch.autograd.functional.jacobian(lambda v: module.data_map.transform().inv(v), x[0])
     torch.testing.assert_close(log_det[0], torch.log(torch.diagonal(jac).abs()).sum())
 
 

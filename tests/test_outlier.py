@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skvae import VAEDensityEstimator, VAEOutlierDetector
-from skvae._outlier import _TrainingNoise
+from skvae._engine import TrainingNoise
 
 FAST = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=10, n_importance_samples=8)
 
@@ -103,6 +103,7 @@ def test_without_noise_and_transform_it_is_the_density_estimator(X):
     # The detector's defaults, not the density estimator's, for what FAST leaves unset.
     vae_defaults = {k: v for k, v in VAEOutlierDetector().get_params().items() if k in VAEDensityEstimator().get_params()}
     vae_defaults["batch_size"] = min(128, len(X))  # the detector's 'auto'
+    vae_defaults.update(training_noise=0.0, power_transform=False)
     plain = VAEDensityEstimator(**{**vae_defaults, **params}).fit(X)
     od = VAEOutlierDetector(training_noise=0.0, power_transform=False, **params).fit(X)
     np.testing.assert_array_equal(od.score_samples(X), plain.score_samples(X))
@@ -117,7 +118,7 @@ def test_without_noise_and_transform_it_is_the_density_estimator(X):
 def test_training_noise_keeps_other_spaces_valid(params, X):
     data = (X - X.min()) / (X.max() - X.min() + 1e-3) if "likelihood" in params else X
     od = VAEOutlierDetector(training_noise=0.5, random_state=0, **FAST, **params).fit(data)
-    assert np.all(np.isfinite(od.density_.loss_curve_))
+    assert np.all(np.isfinite(od.loss_curve_))
     assert np.all(np.isfinite(od.score_samples(data)))
 
 
@@ -134,22 +135,64 @@ def test_power_transform_scores_are_log_densities_in_data_space(X):
     # The log-Jacobian of every internal map is added back: rescaling the
     # data by a shifts every score by -n_features * log(a), as for a density.
     od = VAEOutlierDetector(random_state=0, **FAST).fit(X)
-    assert od.marginal_ is not None
+    assert "yeo_johnson" in od.net_.module_.data_map.kinds
     scaled = clone(od).fit(3.0 * X)
     np.testing.assert_allclose(
         scaled.score_samples(3.0 * X), od.score_samples(X) - X.shape[1] * np.log(3.0), atol=1e-4
     )
 
 
-@pytest.mark.parametrize("params", [
-    dict(likelihood="continuous_bernoulli"),
-    dict(bounds=(-3.0, 3.0)),
+def test_power_transformed_density_integrates_to_one_on_skewed_data():
+    # Log-normal data: the fitted Yeo-Johnson exponent is far from 1 (about
+    # -0.5), so the map's Jacobian is far from the identity's; without it (or
+    # with its sign swapped) the density would integrate to far from 1.
+    X = np.exp(np.random.default_rng(0).normal(size=(2000, 1)))
+    od = VAEOutlierDetector(n_components=1, hidden_layer_sizes=(16,), max_iter=30, random_state=0,
+                            n_importance_samples=64).fit(X)
+    lambdas = od.net_.module_.data_map.step1_lambdas
+    assert abs(float(lambdas[0]) - 1) > 1
+    grid = np.linspace(1e-3, 200, 400_001)[:, None]
+    assert np.trapezoid(np.exp(od.score_samples(grid)), grid[:, 0]) == pytest.approx(1, abs=0.03)
+
+
+def test_power_transform_continues_linearly_beyond_the_training_range():
+    X = np.exp(np.random.default_rng(0).normal(size=(500, 2)))
+    od = VAEOutlierDetector(power_transform=True, random_state=0, **FAST).fit(X)
+    data_map = od.net_.module_.data_map
+    far = torch.tensor([[X[:, 0].max() + t, 1.0] for t in (10.0, 20.0, 30.0)], dtype=torch.float64)
+    y, log_det = data_map(far)
+    # Equal steps in x beyond the range give equal steps in y, and a constant Jacobian.
+    np.testing.assert_allclose(np.diff(y[:, 0].numpy(), n=2), 0, atol=1e-9)
+    np.testing.assert_allclose(np.diff(log_det.numpy()), 0, atol=1e-12)
+    # Far rows are scored, in a range the model can handle.
+    assert np.all(np.isfinite(od.score_samples(far.numpy())))
+
+
+@pytest.mark.parametrize("params, on", [
+    (dict(likelihood="continuous_bernoulli"), False),
+    (dict(bounds=(-3.0, 3.0)), False),
+    (dict(likelihood="gaussian_mixture"), True),
+    (dict(power_transform=True, bounds=(-3.0, 3.0)), True),
+    (dict(power_transform=np.False_), False),
 ])
-def test_power_transform_needs_the_unbounded_gaussian_likelihood(params, X):
-    data = (X - X.min()) / (X.max() - X.min() + 1e-3) if "likelihood" in params else X
-    assert VAEOutlierDetector(random_state=0, **FAST, **params).fit(data).marginal_ is None
-    with pytest.raises(ValueError, match="power_transform=True requires likelihood='gaussian'"):
-        VAEOutlierDetector(power_transform=True, **FAST, **params).fit(data)
+def test_what_power_transform_auto_means(params, on, X):
+    data = (X - X.min()) / (X.max() - X.min() + 1e-3) if "likelihood" in params and "bernoulli" in params["likelihood"] else X
+    od = VAEOutlierDetector(random_state=0, **{**FAST, **params}).fit(data)
+    assert ("yeo_johnson" in od.net_.module_.data_map.kinds) is on
+
+
+def test_power_transform_needs_a_likelihood_of_real_values(X):
+    data = (X - X.min()) / (X.max() - X.min() + 1e-3)
+    with pytest.raises(ValueError, match="power_transform=True requires a likelihood of real values"):
+        VAEOutlierDetector(power_transform=True, likelihood="continuous_bernoulli", **FAST).fit(data)
+
+
+def test_likelihood_auto_is_the_detectors_gaussian_with_elbo_training(X):
+    auto = VAEOutlierDetector(likelihood="auto", n_training_importance_samples="auto", random_state=0, **FAST).fit(X)
+    explicit = VAEOutlierDetector(likelihood="gaussian", n_training_importance_samples=1, random_state=0, **FAST).fit(X)
+    assert auto.net_.module_.arguments["likelihood"] == "gaussian" and auto.net_.n_draws == 1
+    assert "yeo_johnson" in auto.net_.module_.data_map.kinds
+    np.testing.assert_array_equal(auto.score_samples(X), explicit.score_samples(X))
 
 
 def test_feature_names_are_kept_and_checked(X):
@@ -163,41 +206,44 @@ def test_feature_names_are_kept_and_checked(X):
 
 def test_warm_start_continues_the_same_model_with_new_settings(X):
     od = VAEOutlierDetector(warm_start=True, random_state=0, **FAST).fit(X)
-    density, marginal = od.density_, od.marginal_
+    net, module = od.net_, od.net_.module_
     od.set_params(max_iter=3).fit(X)
-    assert od.density_ is density and od.marginal_ is marginal
+    assert od.net_ is net and od.net_.module_ is module
     assert od.n_iter_ == 13
 
 
-# The detector's own defaults, chosen for anomaly detection; they must not
-# follow changes to the density estimator's.
-DEFAULTS = dict(
+# The detector's own defaults, chosen for anomaly detection; the others are
+# the shared ones, and must not follow changes made for density estimation.
+DETECTOR_DEFAULTS = dict(
     n_components=8, hidden_layer_sizes=(128, 128), activation="relu", likelihood="gaussian",
-    n_mixture_components=5, bounds=None, beta=1.0, n_training_importance_samples=1,
-    n_importance_samples=100, bound="iwae", batch_size="auto", max_iter=200,
-    learning_rate="constant", learning_rate_init=1e-3, early_stopping="auto", validation_fraction=0.1,
-    n_iter_no_change=10, ema_decay=0.0, tol=1e-4, training_noise=0.05, power_transform="auto",
-    contamination="auto", warm_start=False, random_state=None, device="cpu", verbose=0,
-    callbacks=None,
+    power_transform="auto", training_noise=0.05, n_training_importance_samples=1,
+    learning_rate="constant", learning_rate_init=1e-3, n_iter_no_change=10, ema_decay=0.0,
+    contamination="auto",
 )
 
 
-def test_defaults_are_the_detectors_own_and_all_reach_the_density_estimator(X):
-    assert VAEOutlierDetector().get_params() == DEFAULTS
-    assert set(VAEDensityEstimator().get_params()) <= set(DEFAULTS)
-    od = VAEOutlierDetector(max_iter=1, n_components=3, activation="tanh", random_state=0).fit(X)
-    inner = od.density_.get_params()
-    assert {k: inner[k] for k in inner if k not in ("callbacks", "batch_size")} == {
-        k: v for k, v in od.get_params().items() if k in inner and k not in ("callbacks", "batch_size")
+def test_defaults_are_the_detectors_own_and_reach_the_model(X):
+    params, shared = VAEOutlierDetector().get_params(), VAEDensityEstimator().get_params()
+    assert set(params) == set(shared) | {"contamination"}
+    assert {k: params[k] for k in DETECTOR_DEFAULTS} == DETECTOR_DEFAULTS
+    assert {k: params[k] for k in params if k not in DETECTOR_DEFAULTS} == {
+        k: shared[k] for k in shared if k not in DETECTOR_DEFAULTS
     }
+    od = VAEOutlierDetector(max_iter=1, random_state=0).fit(X)
+    config = od.net_.module_.arguments
+    assert (config["n_components"], config["hidden_layer_sizes"], config["activation"]) == (8, [128, 128], "relu")
+    assert od.net_.optimizer_.param_groups[0]["lr"] == 1e-3
+    callbacks = dict(od.net_.callbacks_)
+    assert callbacks["training_noise"].std == 0.05 and "averaging" not in callbacks
     # batch_size='auto' is the detector's own rule, min(128, n_samples).
-    assert inner["batch_size"] == min(128, len(X))
-    assert VAEOutlierDetector(max_iter=1, batch_size=20).fit(X).density_.batch_size == 20
+    assert od.net_.batch_size == min(128, len(X))
+    assert VAEOutlierDetector(max_iter=1, batch_size=20).fit(X).net_.batch_size == 20
 
 
-def test_documented_defaults_match_the_signature():
-    documented = dict(re.findall(r"^    (\w+) : .*?default=(.+)$", VAEOutlierDetector.__doc__, flags=re.M))
-    signature = inspect.signature(VAEOutlierDetector).parameters
+@pytest.mark.parametrize("Estimator", [VAEOutlierDetector, VAEDensityEstimator])
+def test_documented_defaults_match_the_signature(Estimator):
+    documented = dict(re.findall(r"^    (\w+) : .*?default=(.+)$", Estimator.__doc__, flags=re.M))
+    signature = inspect.signature(Estimator).parameters
     assert set(documented) == set(signature)
     for name, parameter in signature.items():
         assert ast.literal_eval(documented[name]) == parameter.default, name
@@ -210,22 +256,16 @@ def _noise(cb, net, batch, training=True):
 
 
 def test_training_noise_shifts_training_batches_only_and_repeatably(fitted, X):
-    net = fitted.density_.net_
     y = torch.as_tensor(X[:64], dtype=torch.float32)
-    cb = _TrainingNoise(0.5)
+    cb = TrainingNoise(0.5)
 
     def batch():
         return ({"x": y.clone(), "log_det": torch.zeros(64)}, None)
 
-    assert torch.equal(_noise(cb, net, batch(), training=False)[0]["x"], y)
-    first, second = (_noise(cb, net, batch())[0]["x"] for _ in range(2))
+    assert torch.equal(_noise(cb, fitted.net_, batch(), training=False)[0]["x"], y)
+    first, second = (_noise(cb, fitted.net_, batch())[0]["x"] for _ in range(2))
     assert torch.equal(first, second)
     assert float((first - y).std()) == pytest.approx(0.5, rel=0.2)
-    # Rows read in data space (a memory-mapped X) are shifted in model space.
-    rows = torch.as_tensor(X[:64], dtype=torch.float32)
-    _noise(cb, net, (rows, None))
-    shift = net.module_.preprocess(rows)[0] - net.module_.preprocess(torch.as_tensor(X[:64], dtype=torch.float32))[0]
-    assert float(shift.std()) == pytest.approx(0.5, rel=0.2)
 
 
 def test_a_memory_mapped_training_set_gets_the_noise_too(X, tmp_path):

@@ -177,7 +177,8 @@ def _header(path, key):
 BAD_FILES = {
     "wrong checksum": (dict(metadata={"skvae_version": "0.0.1"}, checksum=False), "fails its checksum"),
     "flipped weight": (dict(tensors={"module.encoder_head.bias": torch.ones(4)}, checksum=False), "fails its checksum"),
-    "unknown format version": (dict(metadata={"format_version": "2", "skvae_version": "9.0"}), r"format version '2' \(written by skvae 9.0\)"),
+    "unknown format version": (dict(metadata={"format_version": "9", "skvae_version": "9.0"}), r"format version '9' \(written by skvae 9.0\)"),
+    "earlier format version": (dict(metadata={"format_version": "1"}), r"format version '1' .* this skvae reads version '2'"),
     "not skvae": (dict(metadata={"format": "other"}), "not a skvae model file"),
     "unknown header entry": (dict(metadata={"code": "print(1)"}), r"unknown header entries: \['code'\]"),
     "missing header entry": (dict(metadata={"attributes": None}), r"lacks the header entries \['attributes'\]"),
@@ -196,6 +197,15 @@ BAD_FILES = {
     "wrong shape": (dict(tensors={"module.encoder_head.bias": torch.zeros(5)}), r"'module.encoder_head.bias' .* shape \(5,\) .* needs shape \(4,\)"),
     "wrong dtype": (dict(tensors={"module.encoder_head.bias": torch.zeros(4, dtype=torch.float64)}), "needs shape .* dtype torch.float32"),
     "non-finite weight": (dict(tensors={"module.encoder_head.bias": torch.full((4,), float("nan"))}), "has non-finite values"),
+    "module not JSON": (dict(metadata={"module": "{"}), "'module' entry is not valid JSON"),
+    "unknown module argument": (
+        dict(metadata={"module": json.dumps({"n_features": 3, "exec": "x"})}), "module entry does not describe a skvae model",
+    ),
+    "unknown data map step": (
+        dict(metadata={"module": json.dumps({"n_features": 3, "n_components": 2, "data_map": [["eval", None]]})}),
+        "module entry does not describe a skvae model",
+    ),
+    "zero scale": (dict(tensors={"module.data_map.step0_scale": torch.zeros(3, dtype=torch.float64)}), "step 0 .*'standardise'.* invalid arrays"),
     "short history": (dict(tensors={"history.train_loss": torch.zeros(2, dtype=torch.float64)}), "'history.train_loss' .* needs shape \\(3,\\)"),
 }
 
@@ -226,11 +236,11 @@ def test_an_outlier_detector_loads_with_identical_scores(params, X, tmp_path):
     od.save(tmp_path / "model.safetensors")
     loaded = load(tmp_path / "model.safetensors")
     assert type(loaded) is VAEOutlierDetector and loaded.get_params() == od.get_params()
-    assert (loaded.offset_, loaded.n_iter_) == (od.offset_, od.n_iter_)
-    assert (loaded.marginal_ is None) == (od.marginal_ is None)
-    np.testing.assert_equal(_fitted_attributes(loaded.density_), _fitted_attributes(od.density_))
+    np.testing.assert_equal(_fitted_attributes(loaded), _fitted_attributes(od))
+    assert loaded.net_.module_.data_map.kinds == od.net_.module_.data_map.kinds
     for method in ("score_samples", "decision_function", "predict"):
         np.testing.assert_array_equal(getattr(loaded, method)(data), getattr(od, method)(data))
+    np.testing.assert_array_equal(loaded.sample(5, random_state=0), od.sample(5, random_state=0))
     assert loaded.partial_fit(data).n_iter_ == od.n_iter_ + 1
 
 
@@ -242,17 +252,25 @@ def saved_detector(X, tmp_path):
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"density_": None}, "density_ is None, not a set of fitted attributes"),
     ({"offset_": float("nan")}, "offset_ is nan, not a finite number"),
     ({"offset_": "low"}, "offset_ is 'low', not a finite number"),
-    ({"marginal_": {"mean": [0.0], "scale": [1.0], "lambdas": [1.0]}}, "marginal_ is not a marginal transform of 3 features"),
-    ({"marginal_": {"mean": [0.0] * 3, "scale": [0.0] * 3, "lambdas": [1.0] * 3}}, "marginal_ is not a marginal"),
-    ({"marginal_": {"mean": [0.0] * 3}}, "marginal_ is not a marginal"),
-    ({"density_": {"n_features_in_": 3}}, r"lacks the fitted attributes \['_seed'"),
-], ids=["no density", "nan offset", "text offset", "marginal shape", "zero scale", "marginal keys", "density attributes"])
-def test_load_refuses_a_detector_with_bad_parts(change, match, saved_detector):
-    attributes = _header(saved_detector, "attributes")
-    _rewrite(saved_detector, metadata={"attributes": json.dumps({**attributes, **change})})
+    ({"offset_": "missing"}, r"lacks the fitted attributes \['offset_'\]"),
+], ids=["nan offset", "text offset", "no offset"])
+def test_load_refuses_a_detector_with_a_bad_offset(change, match, saved_detector):
+    attributes = {**_header(saved_detector, "attributes"), **change}
+    attributes = {k: v for k, v in attributes.items() if v != "missing"}
+    _rewrite(saved_detector, metadata={"attributes": json.dumps(attributes)})
+    with pytest.raises(ValueError, match=match):
+        load(saved_detector)
+
+
+@pytest.mark.parametrize("tensor, value, match", [
+    ("module.data_map.step1_low", [10.0, 10.0, 10.0], "step 1 .*'yeo_johnson'.* invalid arrays"),
+    ("module.data_map.step1_lambdas", [np.inf, 1.0, 1.0], "has non-finite values"),
+])
+def test_load_refuses_a_detector_with_a_bad_power_transform(tensor, value, match, saved_detector):
+    # The Yeo-Johnson map needs finite exponents and low <= high (here high < 10).
+    _rewrite(saved_detector, tensors={tensor: torch.tensor(value, dtype=torch.float64)})
     with pytest.raises(ValueError, match=match):
         load(saved_detector)
 

@@ -108,9 +108,9 @@ def test_partial_fit_keeps_scaling_weights_and_optimizer_state():
     X = rng.normal(size=(200, 4))
     vt = VAETransformer(random_state=0, batch_size=128, **FAST).partial_fit(X)
     module = vt.net_.module_
-    shift = module.shift.clone()
+    shift = module.data_map.step0_loc.clone()
     vt.partial_fit(X + 5)
-    assert vt.net_.module_ is module and torch.equal(module.shift, shift)
+    assert vt.net_.module_ is module and torch.equal(module.data_map.step0_loc, shift)
     steps = {int(s["step"]) for s in vt.net_.optimizer_.state_dict()["state"].values()}
     assert steps == {2 * 2}  # 2 calls of 2 batches of 128 rows at most
     with pytest.raises(ValueError, match="X has 3 features, but VAETransformer is expecting 4"):

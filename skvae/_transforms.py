@@ -1,0 +1,217 @@
+"""Maps between data space x and the model's space y, one mechanism for every Jacobian.
+
+Every map is elementwise and invertible, written as a ``torch.distributions``
+``Transform`` from model space to data space (the direction in which a
+distribution over y is pushed forward to one over x). ``DataMap`` chains them
+and gives y = f(x) with log |dy/dx| per row, the term that turns a density of
+y into a density of x (user guide, "What score_samples measures"):
+
+    log p_X(x) = log p_Y(f(x)) + log |det df/dx|
+"""
+
+import torch
+from torch import nn
+from torch.distributions import constraints
+from torch.distributions.transforms import (
+    AffineTransform,
+    ComposeTransform,
+    SigmoidTransform,
+    Transform,
+)
+
+
+class YeoJohnsonTransform(Transform):
+    r"""The Yeo-Johnson power map (Yeo and Johnson, 2000), continued along its tangent.
+
+    Inside ``[low, high]`` it is Yeo-Johnson's map with exponent ``lambdas``
+    (per feature, broadcast over rows), the form ``scipy.stats.yeojohnson``
+    computes; beyond, the tangent line at the nearer end, so that values far
+    outside the range the exponent was fitted on are neither pushed
+    polynomially farther nor pulled in. Monotone increasing and smooth.
+
+    Parameters
+    ----------
+    lambdas, low, high : Tensor of shape (n_features,)
+        Exponents, and the range with ``low <= 0 <= high`` in practice
+        (any ``low <= high`` is valid).
+    """
+
+    domain = constraints.real
+    codomain = constraints.real
+    bijective = True
+    sign = +1
+
+    def __init__(self, lambdas, low, high, cache_size=0):
+        super().__init__(cache_size=cache_size)
+        self.lambdas, self.low, self.high = lambdas, low, high
+
+    def __eq__(self, other):
+        return self is other
+
+    def _call(self, u):
+        c = torch.minimum(torch.maximum(u, self.low), self.high)
+        return _yeo_johnson(c, self.lambdas) + self._log_slope(c).exp() * (u - c)
+
+    def _inverse(self, y):
+        low_y, high_y = (_yeo_johnson(end, self.lambdas) for end in (self.low, self.high))
+        inside = _yeo_johnson_inverse(torch.minimum(torch.maximum(y, low_y), high_y), self.lambdas)
+        # The tails are lines through the ends: u = c + (y - f(c)) / f'(c).
+        below = self.low + (y - low_y) / self._log_slope(self.low).exp()
+        above = self.high + (y - high_y) / self._log_slope(self.high).exp()
+        return torch.where(y < low_y, below, torch.where(y > high_y, above, inside))
+
+    def log_abs_det_jacobian(self, u, y):
+        c = torch.minimum(torch.maximum(u, self.low), self.high)
+        return self._log_slope(c)
+
+    def _log_slope(self, c):
+        # d/du of Yeo-Johnson: (1 + u)^(lambda - 1) for u >= 0, (1 - u)^(1 - lambda) below.
+        exponent = torch.where(c >= 0, self.lambdas - 1, 1 - self.lambdas)
+        return exponent * torch.log1p(c.abs())
+
+
+def _yeo_johnson(u, lambdas):
+    """Yeo-Johnson's map, in the numerically stable form of ``scipy.stats.yeojohnson``."""
+    tiny = torch.finfo(u.dtype).eps
+    lambdas = torch.broadcast_to(lambdas, u.shape)
+    positive = torch.where(
+        lambdas.abs() < tiny, torch.log1p(u.clamp(min=0)),
+        torch.expm1(lambdas * torch.log1p(u.clamp(min=0))) / lambdas,
+    )
+    negative = torch.where(
+        (lambdas - 2).abs() > tiny,
+        -torch.expm1((2 - lambdas) * torch.log1p(-u.clamp(max=0))) / (2 - lambdas),
+        -torch.log1p(-u.clamp(max=0)),
+    )
+    return torch.where(u >= 0, positive, negative)
+
+
+def _yeo_johnson_inverse(y, lambdas):
+    """The inverse of ``_yeo_johnson`` (y >= 0 exactly where u >= 0)."""
+    tiny = torch.finfo(y.dtype).eps
+    lambdas = torch.broadcast_to(lambdas, y.shape)
+    positive = torch.where(
+        lambdas.abs() < tiny, torch.expm1(y.clamp(min=0)),
+        torch.expm1(torch.log1p(lambdas * y.clamp(min=0)) / lambdas),
+    )
+    negative = torch.where(
+        (lambdas - 2).abs() > tiny,
+        -torch.expm1(torch.log1p(-(2 - lambdas) * y.clamp(max=0)) / (2 - lambdas)),
+        -torch.expm1(-y.clamp(max=0)),
+    )
+    return torch.where(y >= 0, positive, negative)
+
+
+# Each step of a data map: its buffers, and the Transforms that undo it (model
+# side to data side) built from them. Steps are listed from the data side:
+# x -> step 0 -> step 1 ... -> y, so the chain y -> x runs through them backwards.
+STEPS = {
+    # x -> (x - loc) / scale
+    "standardise": (("loc", "scale"), lambda b: [AffineTransform(b["loc"], b["scale"])]),
+    # x -> logit((x - low) / (high - low))
+    "bounds": (
+        ("low", "high"),
+        lambda b: [SigmoidTransform(), AffineTransform(b["low"], b["high"] - b["low"])],
+    ),
+    # u -> Yeo-Johnson(u), tangent lines beyond [low, high]
+    "yeo_johnson": (
+        ("lambdas", "low", "high"),
+        lambda b: [YeoJohnsonTransform(b["lambdas"], b["low"], b["high"]).inv],
+    ),
+}
+
+
+class DataMap(nn.Module):
+    """A chain of elementwise steps from data space to model space, with its buffers.
+
+    Parameters
+    ----------
+    steps : list of (kind, dict or None)
+        From the data side, each a key of ``STEPS`` and its arrays of shape
+        (n_features,) by name; None gives placeholders of that shape, to be
+        filled by ``load_state_dict`` (a model read from a file).
+    n_features : int
+    """
+
+    def __init__(self, steps, n_features):
+        super().__init__()
+        self.kinds = [kind for kind, _ in steps]
+        for i, (kind, arrays) in enumerate(steps):
+            for name in STEPS[kind][0]:
+                value = torch.zeros(n_features) if arrays is None else arrays[name]
+                self.register_buffer(f"step{i}_{name}", torch.as_tensor(value, dtype=torch.float64))
+
+    def config(self):
+        """The steps without their arrays (JSON-ready), to rebuild the map."""
+        return [[kind, None] for kind in self.kinds]
+
+    def bounds(self):
+        """The (low, high) arrays of a "bounds" step, or (None, None)."""
+        if "bounds" not in self.kinds:
+            return None, None
+        i = self.kinds.index("bounds")
+        return tuple(getattr(self, f"step{i}_{name}").cpu().numpy() for name in ("low", "high"))
+
+    def check(self):
+        """Raise ValueError unless every array is finite, scales positive and ranges ordered."""
+        for i, kind in enumerate(self.kinds):
+            arrays = {name: getattr(self, f"step{i}_{name}") for name in STEPS[kind][0]}
+            valid = all(torch.isfinite(a).all() for a in arrays.values())
+            if kind == "standardise":
+                valid = valid and bool((arrays["scale"] > 0).all())
+            elif kind == "bounds":
+                valid = valid and bool((arrays["low"] < arrays["high"]).all())
+            else:
+                valid = valid and bool((arrays["low"] <= arrays["high"]).all())
+            if not valid:
+                raise ValueError(
+                    f"The data map's step {i} ({kind!r}) has invalid arrays: they must be finite, "
+                    "with positive scales and low below high."
+                )
+
+    def transform(self):
+        """The map y -> x as one ``Transform``, or None for the identity."""
+        if not self.kinds:
+            return None
+        parts = []
+        for i, kind in enumerate(self.kinds):
+            names, build = STEPS[kind]
+            # From the model side: the last data-side step first.
+            parts = build({name: getattr(self, f"step{i}_{name}") for name in names}) + parts
+        return ComposeTransform(parts)
+
+    def forward(self, x, mask=None):
+        """y = f(x) (float64) and log |dy/dx| per row over the entries where ``mask`` holds."""
+        transform = self.transform()
+        if transform is None:
+            return x, x.new_zeros(x.shape[:-1], dtype=torch.float64)
+        # float64 keeps logit((x - low) / (high - low)) finite for x a few ulps
+        # inside the bounds, and the Jacobian exact.
+        x = x.to(torch.float64)
+        y = transform.inv(x)
+        return y, -_sum_entries(_log_abs_det_parts(transform, y, x), mask)
+
+    def inverse(self, y):
+        """x = f^-1(y), float64."""
+        transform = self.transform()
+        y = y.to(torch.float64)
+        return y if transform is None else transform(y)
+
+
+def _log_abs_det_parts(transform, y, x):
+    """log |dx/dy| of each part of a ``ComposeTransform``, entry by entry, in the order of its parts."""
+    ys = [y]
+    for part in transform.parts[:-1]:
+        ys.append(part(ys[-1]))
+    ys.append(x)
+    return [part.log_abs_det_jacobian(a, b).expand_as(a) for part, a, b in zip(transform.parts, ys[:-1], ys[1:])]
+
+
+def _sum_entries(terms, mask):
+    """Per row: the sum over parts of each part's sum over features (entries in ``mask`` only)."""
+    total = None
+    for term in terms:
+        if mask is not None:
+            term = torch.where(mask, term, 0.0)
+        total = term.sum(-1) if total is None else total + term.sum(-1)
+    return total
