@@ -4,7 +4,7 @@ from ._density import VAEDensityEstimator
 from ._outlier import VAEOutlierDetector
 from ._persistence import load
 from ._transformer import VAETransformer
+from ._version import __version__
 
-__version__ = "0.1.0.dev0"
 
 __all__ = ["VAEDensityEstimator", "VAEOutlierDetector", "VAETransformer", "__version__", "load"]

@@ -10,16 +10,16 @@ import numpy as np
 import torch
 from sklearn.preprocessing import PowerTransformer, StandardScaler
 
-from ._arrays import STREAM_ELEMENTS, row_blocks
+from ._arrays import STREAM_ELEMENTS, row_blocks, rows_as_tensor
 from ._sklearn_compat import InvalidParameterError
 from ._transforms import DataMap
 
 # Rows farther than this many training standard deviations from the training
 # mean are refused: beyond it the Gaussian log p(x|z) overflows float32.
 MAX_STANDARDISED = 1e12
-# The Yeo-Johnson exponents are fitted on a seeded subset of a larger X: at
-# most this many rows, or as many as make a streaming block if more, so that
-# a memory-mapped X is never read whole (QuantileTransformer subsamples so);
+# The Yeo-Johnson exponents are fitted on evenly spaced rows of a larger X: at
+# most this many, or as many as make a streaming block if more, so that a
+# memory-mapped X is never read whole (QuantileTransformer subsamples too);
 # the exponents' sampling error is then about 0.01.
 MIN_POWER_ROWS = 10_000
 
@@ -105,7 +105,7 @@ def check_in_range(module, X, device):
         )
 
 
-def fit_data_map(X, *, low=None, high=None, power=False, seed=0):
+def fit_data_map(X, *, low=None, high=None, power=False):
     """The steps from data to model space for real-valued data, fitted on X.
 
     The logit map of ``(low, high)`` when given; with ``power``, a
@@ -116,7 +116,7 @@ def fit_data_map(X, *, low=None, high=None, power=False, seed=0):
     if power:
         mean, scale, lo, hi = _statistics(X, steps)
         steps.append(("standardise", {"loc": mean, "scale": scale}))
-        lambdas = _power_exponents(X, steps, seed)
+        lambdas = _power_exponents(X, steps)
         steps.append(("yeo_johnson", {"lambdas": lambdas, "low": (lo - mean) / scale, "high": (hi - mean) / scale}))
     mean, scale, _, _ = _statistics(X, steps)
     return [*steps, ("standardise", {"loc": mean, "scale": scale})]
@@ -129,7 +129,7 @@ def _mapped_blocks(X, steps, rows=None):
     for block in blocks:
         if steps:
             with torch.inference_mode():
-                block = data_map(torch.from_numpy(block))[0].numpy()
+                block = data_map(rows_as_tensor(block))[0].numpy()
         yield block
 
 
@@ -149,11 +149,10 @@ def _statistics(X, steps):
     return scaler.mean_, scaler.scale_, lo, hi
 
 
-def _power_exponents(X, steps, seed):
-    """Yeo-Johnson exponents fitted by maximum likelihood on X, or on a seeded subset of its rows."""
+def _power_exponents(X, steps):
+    """Yeo-Johnson exponents fitted by maximum likelihood on X, or on evenly spaced rows of it."""
     n_rows = max(MIN_POWER_ROWS, STREAM_ELEMENTS // X.shape[1])
-    rows = None
-    if len(X) > n_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(len(X), n_rows, replace=False))
+    rows = None if len(X) <= n_rows else np.arange(n_rows) * len(X) // n_rows
     U = np.concatenate(list(_mapped_blocks(X, steps, rows)))
-    return PowerTransformer(standardize=False).fit(U).lambdas_
+    # Column by column: PowerTransformer copies what it fits.
+    return np.concatenate([PowerTransformer(standardize=False).fit(U[:, [j]]).lambdas_ for j in range(U.shape[1])])

@@ -21,12 +21,8 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     held-out likelihood, like :class:`~sklearn.mixture.GaussianMixture` or
     :class:`~sklearn.neighbors.KernelDensity`.
 
-    Parameters
-    ----------
 {parameters}
 
-    Attributes
-    ----------
 {attributes}
 
     See Also
@@ -59,25 +55,18 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
 
 {parallel_notes}
 
-    References
-    ----------
-    Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes.
-    ICLR.
-
-    Burda, Y., Grosse, R. and Salakhutdinov, R. (2016). Importance Weighted
-    Autoencoders. ICLR.
+{references}
 
     Examples
     --------
-    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
     >>> from skvae import VAEDensityEstimator
-    >>> X = np.random.default_rng(0).normal(size=(200, 3))
-    >>> de = VAEDensityEstimator(n_components=2, hidden_layer_sizes=(16,),
-    ...                          max_iter=5, random_state=0).fit(X)
+    >>> X = load_iris().data
+    >>> de = VAEDensityEstimator(n_components=2, max_iter=5, random_state=0).fit(X)
     >>> de.score_samples(X[:4]).shape
     (4,)
     >>> de.sample(3, random_state=0).shape
-    (3, 3)
+    (3, 4)
     """,
         _PARAMETERS,
     )

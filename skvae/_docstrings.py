@@ -97,19 +97,37 @@ well before the cluster starts restored the speed (8,300 to 20,500 rows/s on
         "distributed.nanny.pre-spawn-environ.MALLOC_TOP_PAD_": 2**26,
     })"""
 
+_REFERENCES = """\
+References
+----------
+Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes.
+ICLR.
+
+Burda, Y., Grosse, R. and Salakhutdinov, R. (2016). Importance Weighted
+Autoencoders. ICLR."""
+
 SHARED = {
+    "references": _REFERENCES,
     "attributes": _ATTRIBUTES,
     "score_notes": _SCORE_NOTES,
     "parallel_notes": _PARALLEL_NOTES,
 }
 
 
-def compose(template, params, **sections):
+def compose(template, params, own_attributes=None, **sections):
     """A class docstring: ``template`` with its Parameters (from ``params``) and shared sections.
 
-    ``template`` is indented by 4 spaces and names the pieces it takes as
-    ``{parameters}``, ``{attributes}``, ``{score_notes}``, ``{parallel_notes}``,
-    or ``sections`` of its own.
+    ``template`` is indented by 4 spaces and names the pieces it takes:
+    ``{parameters}`` and ``{attributes}`` (each with its heading;
+    ``own_attributes`` go first in the latter), ``{score_notes}``,
+    ``{parallel_notes}``, ``{references}`` (with its heading), or
+    ``sections`` of its own.
     """
-    pieces = {"parameters": docs(params), **SHARED, **sections}
+    attributes = _ATTRIBUTES if own_attributes is None else f"{own_attributes}\n\n{_ATTRIBUTES}"
+    pieces = {
+        **SHARED,
+        "parameters": f"Parameters\n----------\n{docs(params)}",
+        "attributes": f"Attributes\n----------\n{attributes}",
+        **sections,
+    }
     return template.format(**{key: textwrap.indent(text, "    ") for key, text in pieces.items()})

@@ -58,15 +58,7 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
     model is that of :class:`VAEDensityEstimator`, with defaults of its own
     and a threshold.
 
-    Parameters
-    ----------
 {parameters}
-
-    Attributes
-    ----------
-    offset_ : float
-        Threshold on ``score_samples``, in nats: ``decision_function`` is
-        ``score_samples - offset_``, and rows below it are outliers.
 
 {attributes}
 
@@ -108,13 +100,7 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
 
 {score_notes}
 
-    References
-    ----------
-    Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes.
-    ICLR.
-
-    Burda, Y., Grosse, R. and Salakhutdinov, R. (2016). Importance Weighted
-    Autoencoders. ICLR.
+{references}
 
     An, J. and Cho, S. (2015). Variational Autoencoder based Anomaly
     Detection using Reconstruction Probability. SNU Data Mining Center.
@@ -133,6 +119,10 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
     True
     """,
         _PARAMETERS,
+        own_attributes="""\
+offset_ : float
+    Threshold on ``score_samples``, in nats: ``decision_function`` is
+    ``score_samples - offset_``, and rows below it are outliers.""",
     )
 
     _parameter_constraints = constraints(_PARAMETERS)
@@ -146,7 +136,7 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows to score.
+            Rows to score, as for :meth:`score_samples`.
 
         Returns
         -------

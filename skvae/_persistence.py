@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from sklearn.utils.validation import check_is_fitted
 
 from ._engine import build_net, resolve_device
+from ._version import __version__
 
 FORMAT = "skvae"
 FORMAT_VERSION = "2"
@@ -50,8 +51,6 @@ def register(cls):
 
 def save_estimator(estimator, path):
     """Write a fitted estimator to ``path`` (see the estimators' ``save``)."""
-    from . import __version__  # the package is initialised by the time a model is saved
-
     check_is_fitted(estimator)
     net = estimator.net_
     tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in net.module_.state_dict().items()}

@@ -25,12 +25,8 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
     (``score_samples``, ``score``) and draws new rows (``sample``), like
     :class:`VAEDensityEstimator`, with which it shares one model and one fit.
 
-    Parameters
-    ----------
 {parameters}
 
-    Attributes
-    ----------
 {attributes}
 
     See Also
@@ -44,13 +40,7 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 {parallel_notes}
 
-    References
-    ----------
-    Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes.
-    ICLR.
-
-    Burda, Y., Grosse, R. and Salakhutdinov, R. (2016). Importance Weighted
-    Autoencoders. ICLR.
+{references}
 
     Examples
     --------
@@ -76,7 +66,7 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Rows to encode.
+            Rows to encode (in the space of the training data).
 
         Returns
         -------

@@ -383,6 +383,9 @@ def test_early_stopping_needs_a_row_to_train_on(Estimator):
     assert len(est.validation_scores_) == est.n_iter_
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
         clone(est).partial_fit(X_GOOD)
+    # A numpy boolean is a boolean too.
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        clone(est).set_params(early_stopping=np.True_).partial_fit(X_GOOD)
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)

@@ -255,3 +255,19 @@ def test_an_interrupted_detector_keeps_the_completed_epochs_and_their_offset(X):
         od.fit(X)
     with pytest.raises(NotFittedError):
         check_is_fitted(od)
+
+
+def test_a_failure_while_keeping_the_completed_epochs_never_hides_the_interrupt(X, monkeypatch):
+    # After an interrupt the detector scores its training rows for offset_; if
+    # that fails too, the user still gets their KeyboardInterrupt, and a fresh
+    # detector is left unfitted rather than without a threshold.
+    def broken(self, X):
+        raise RuntimeError("scoring failed")
+
+    monkeypatch.setattr(VAEOutlierDetector, "_log_density", broken)
+    od = VAEOutlierDetector(max_iter=5, callbacks=[_InterruptAt(epoch=3)], **FAST)
+    with pytest.warns(UserWarning, match="stopped by KeyboardInterrupt"):
+        with pytest.raises(KeyboardInterrupt):
+            od.fit(X)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(od)

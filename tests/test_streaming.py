@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from skvae import VAEDensityEstimator, VAETransformer
+from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer
 from skvae._engine import BatchIterator, ModelSpaceRows, StreamedRows
 from skvae._module import VAEModule
 
@@ -88,6 +88,25 @@ def test_streaming_fit_copies_no_full_array(X_disk, monkeypatch):
     # row here, a third of a row of X).
     assert peak < X_disk.nbytes / 2, f"{peak / 1e6:.1f} MB"
     assert np.isfinite(est.score(X_disk[:100]))
+
+
+def test_the_detectors_power_transform_streams_too(X_disk, monkeypatch):
+    def no_copy(*args, **kwargs):
+        raise AssertionError("a memory-mapped X was copied into memory")
+
+    monkeypatch.setattr(ModelSpaceRows, "from_data", no_copy)
+    od = VAEOutlierDetector(power_transform=True, batch_size=1024, random_state=0, **FAST)
+    od.fit(X_disk[:2000])  # first calls allocate caches once
+    tracemalloc.start()
+    try:
+        od.fit(X_disk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Statistics in 2 MB blocks; the exponents from 16,384 evenly spaced rows.
+    assert peak < X_disk.nbytes / 2, f"{peak / 1e6:.1f} MB"
+    assert "yeo_johnson" in od.net_.module_.data_map.kinds
+    assert np.all(np.isfinite(od.decision_function(X_disk[:100])))
 
 
 def test_streaming_fit_is_repeatable_and_learns_as_well_as_in_memory(X_disk):
