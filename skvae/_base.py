@@ -129,20 +129,6 @@ class _BaseVAE:
         """
         return self._log_density(self._validate_fitted(X))
 
-    def _log_density(self, X):
-        """``score_samples`` of rows already validated."""
-        # Scoring parameters may be changed after fit (set_params), so fit's
-        # validation does not cover them.
-        validate_parameter_constraints(
-            {key: self._parameter_constraints[key] for key in _SCORING_PARAMETERS},
-            {key: getattr(self, key) for key in _SCORING_PARAMETERS},
-            caller_name=type(self).__name__,
-        )
-        return _inference.log_marginal(
-            self.net_.module_, X, n_draws=self.n_importance_samples, seed=self._seed,
-            bound=self.bound, device=self.net_.device,
-        )
-
     def score(self, X, y=None):
         """Mean log-density of X, in nats per sample (higher is better).
 
@@ -388,6 +374,22 @@ class _BaseVAE:
                     f"list of skorch callbacks or (name, callback) pairs. Got {item!r} in it."
                 )
         return tuple(self.callbacks or ())
+
+    # -- scoring -----------------------------------------------------------------
+
+    def _log_density(self, X):
+        """``score_samples`` of rows already validated."""
+        # Scoring parameters may be changed after fit (set_params), so fit's
+        # validation does not cover them.
+        validate_parameter_constraints(
+            {key: self._parameter_constraints[key] for key in _SCORING_PARAMETERS},
+            {key: getattr(self, key) for key in _SCORING_PARAMETERS},
+            caller_name=type(self).__name__,
+        )
+        return _inference.log_marginal(
+            self.net_.module_, X, n_draws=self.n_importance_samples, seed=self._seed,
+            bound=self.bound, device=self.net_.device,
+        )
 
     # -- checks of data against the fitted model -------------------------------
 

@@ -105,6 +105,11 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
                 f"mass beyond); X has values up to {np.abs(Z).max():.3g}."
             )
         X = _inference.decoder_mean(self.net_.module_, Z, device=self.net_.device)
+        if np.abs(X).max(initial=0) > np.finfo(Z.dtype).max:
+            raise ValueError(
+                f"The decoder's means reach {np.abs(X).max():.3g}, beyond the range of X's dtype "
+                f"{Z.dtype}; pass X as float64."
+            )
         return X.astype(Z.dtype, copy=False)
 
     @property

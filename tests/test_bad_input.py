@@ -245,12 +245,11 @@ SUPPORT = {
 }
 
 
-@pytest.mark.parametrize("Estimator", ESTIMATORS)
+@pytest.mark.parametrize("Estimator, method", [
+    (Estimator, method) for Estimator in ESTIMATORS for method in DATA_METHODS if hasattr(Estimator, method)
+])
 @pytest.mark.parametrize("name", SUPPORT)
-@pytest.mark.parametrize("method", DATA_METHODS)
 def test_data_outside_the_likelihoods_support(Estimator, name, method):
-    if not hasattr(Estimator, method):
-        return
     likelihood, value, match = SUPPORT[name]
     X = (X_GOOD > 0).astype(float)
     X[0, 0] = value

@@ -6,6 +6,7 @@ from skvae._demo import main
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.slow
 def test_demo_prints_the_table_and_writes_pngs(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     assert main(["--max-iter", "3", "--output-dir", str(tmp_path), "--quiet"]) == 0

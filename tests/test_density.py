@@ -35,6 +35,7 @@ def _closed_form_log_density(est, X):
         return px.log_prob(torch.as_tensor(X)).numpy()
 
 
+@pytest.mark.slow
 def test_linear_vae_reaches_the_ppca_maximum_likelihood():
     X = _ppca_data(3000)
     X_train, X_test = X[:2000], X[2000:]
@@ -106,3 +107,20 @@ def test_values_outside_the_bounds_are_refused():
         de.score_samples(np.array([[0.5, 1.5]]))
     with pytest.raises(ValueError, match="strictly inside bounds"):
         de.score_samples(np.array([[0.0, 0.5]]))
+
+
+def test_samples_follow_the_fitted_model():
+    # A linear-Gaussian VAE's marginal is N(b, W W^T + diag(s^2)) in model space,
+    # mapped to data space by the standardisation: samples must have its moments.
+    X = _ppca_data(2000, seed=2)
+    de = VAEDensityEstimator(n_components=2, max_iter=30, **LINEAR).fit(X)
+    module = de.net_.module_
+    with torch.no_grad():
+        W = module.decoder_head.weight.double()
+        s = F.softplus(module.raw_scale.double()) + MIN_SCALE
+        loc, scale = module.data_map.step0_loc, module.data_map.step0_scale
+        mean = (loc + scale * module.decoder_head.bias.double()).numpy()
+        cov = (scale[:, None] * (W @ W.T + torch.diag(s**2)) * scale[None, :]).numpy()
+    samples = de.sample(200_000, random_state=0)
+    np.testing.assert_allclose(samples.mean(axis=0), mean, atol=0.02 * np.sqrt(np.diag(cov)).max())
+    np.testing.assert_allclose(np.cov(samples.T), cov, atol=0.02 * np.abs(cov).max())

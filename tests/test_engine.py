@@ -252,3 +252,31 @@ def test_averaging_spans_calls_and_training_resumes_from_the_raw_weights(method)
         for name in ours:
             torch.testing.assert_close(ours[name], theirs[name], rtol=0, atol=0)
     assert not torch.equal(first_call_end["encoder_head.bias"], averaged_steps[3]["encoder_head.bias"])
+
+
+def test_the_training_loss_is_the_negative_bound_with_beta_in_training_only():
+    net = VAENet(VAEModule, module__n_features=2, module__n_components=1, beta=3.0)
+    log_px, kl, log_det = torch.tensor([[-1.0, -2.0]]), torch.tensor([[0.5, 0.25]]), torch.tensor([0.1, -0.3])
+    # One draw: the ELBO, log p(y|z) - beta * KL, plus the data map's log-Jacobian.
+    train = net.get_loss((log_px, kl, log_det), None, training=True)
+    valid = net.get_loss((log_px, kl, log_det), None, training=False)
+    assert float(train) == pytest.approx(float(-(log_px[0] - 3.0 * kl[0] + log_det).mean()))
+    assert float(valid) == pytest.approx(float(-(log_px[0] - kl[0] + log_det).mean()))
+    # K draws: IWAE_K = log (1/K) sum_k exp(log w_k), with beta on log q - log p(z).
+    log_px, kl = torch.randn(3, 2), torch.rand(3, 2)
+    iwae = torch.logsumexp(log_px - 3.0 * kl, dim=0) - np.log(3)
+    assert float(net.get_loss((log_px, kl, log_det), None, training=True)) == pytest.approx(
+        float(-(iwae + log_det).mean()), rel=1e-6
+    )
+
+
+def test_training_with_k_draws_computes_k_importance_weights_per_row():
+    X = np.random.default_rng(0).normal(size=(64, 3))
+    de = VAEDensityEstimator(n_training_importance_samples=4, beta=2.0, n_components=2, hidden_layer_sizes=(8,),
+                             max_iter=1, random_state=0).fit(X)
+    net = de.net_
+    assert (net.n_draws, net.beta) == (4, 2.0)
+    terms = net.infer(ModelSpaceRows.from_data(net.module_, X)[:16])
+    assert terms.log_px.shape == terms.kl.shape == (4, 16)
+    # With K > 1 the "kl" terms are per-draw log q(z_k|y) - log p(z_k), which take both signs.
+    assert (terms.kl < 0).any() and (terms.kl > 0).any()

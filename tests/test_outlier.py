@@ -84,7 +84,11 @@ def test_works_inside_a_pipeline(X):
     labels = pipe.fit_predict(X * 100 + 5)
     assert labels.shape == (len(X),) and set(np.unique(labels)) <= {-1, 1}
     np.testing.assert_array_equal(pipe.predict(X * 100 + 5), labels)
-    assert pipe.decision_function(X[:3] * 100 + 5).shape == (3,)
+    scaler = StandardScaler().fit(X * 100 + 5)
+    by_hand = VAEOutlierDetector(random_state=0, **FAST).fit(scaler.transform(X * 100 + 5))
+    np.testing.assert_array_equal(
+        pipe.decision_function(X[:3] * 100 + 5), by_hand.decision_function(scaler.transform(X[:3] * 100 + 5))
+    )
 
 
 def test_planted_anomalies_are_found():

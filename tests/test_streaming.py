@@ -67,6 +67,7 @@ def X_disk(tmp_path):
     return np.load(tmp_path / "X.npy", mmap_mode="r")
 
 
+@pytest.mark.slow
 def test_streaming_fit_copies_no_full_array(X_disk, monkeypatch):
     def no_copy(*args, **kwargs):
         raise AssertionError("a memory-mapped X was copied into memory")
@@ -90,6 +91,7 @@ def test_streaming_fit_copies_no_full_array(X_disk, monkeypatch):
     assert np.isfinite(est.score(X_disk[:100]))
 
 
+@pytest.mark.slow
 def test_the_detectors_power_transform_streams_too(X_disk, monkeypatch):
     def no_copy(*args, **kwargs):
         raise AssertionError("a memory-mapped X was copied into memory")
