@@ -42,12 +42,9 @@ numpydoc_class_members_toctree = False
 # Check the public docstrings at build time; a failure is a warning, an error under -W.
 # Left out, as scikit-learn's own docstring test does: ES01 (no extended summary),
 # SA01 (no See Also), EX01 (no Examples) for short methods, and RT02, which flags
-# the ``name : type`` form of Returns that scikit-learn uses. Also PR03 (parameter
-# order): the parameters shared by all estimators are inserted as one block
-# (skvae/_docstrings.py), and an estimator's own parameters follow that block
-# wherever they sit in its signature. Methods inherited from scikit-learn
-# unchanged are its docstrings, not ours.
-numpydoc_validation_checks = {"all", "ES01", "SA01", "EX01", "RT02", "PR03"}
+# the ``name : type`` form of Returns that scikit-learn uses. Methods inherited
+# from scikit-learn unchanged are its docstrings, not ours.
+numpydoc_validation_checks = {"all", "ES01", "SA01", "EX01", "RT02"}
 numpydoc_validation_exclude = {
     r"\.set_output$",
     r"\.set_params$",
