@@ -2,15 +2,21 @@
 
 import math
 import warnings
-from numbers import Integral
 
 import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch.callbacks import Callback
 
 from . import _inference
-from ._data import bounds_arrays, check_in_range, check_support, fit_data_map, hidden_sizes
+from ._data import (
+    bounds_arrays,
+    check_callbacks,
+    check_in_range,
+    check_n_samples,
+    check_support,
+    fit_data_map,
+    hidden_sizes,
+)
 from ._engine import TrainingOptions, build_net, resolve_device, summarize, train
 from ._likelihoods import LIKELIHOODS
 from ._persistence import save_estimator
@@ -165,13 +171,7 @@ class _BaseVAE:
             Rows in data space.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool):
-            raise TypeError(f"n_samples must be an integer, got {type(n_samples).__name__}.")
-        if n_samples < 1:
-            raise ValueError(
-                f"Invalid value for 'n_samples': {n_samples}. "
-                "The sampling requires at least one sample."
-            )
+        check_n_samples(n_samples)
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         return _inference.sample(self.net_.module_, n_samples, seed=seed, device=self.net_.device)
 
@@ -310,7 +310,7 @@ class _BaseVAE:
             training_noise=self.training_noise,
             seed=seed,
             verbose=self.verbose,
-            callbacks=self._user_callbacks(),
+            callbacks=check_callbacks(self.callbacks, type(self).__name__),
             incremental=incremental,
         )
 
@@ -364,16 +364,6 @@ class _BaseVAE:
     def _auto_batch_size(n_samples):
         """Batches of n/200 rows within [32, 128] (and at most n): about 200 steps per epoch."""
         return min(n_samples, max(32, min(128, n_samples // 200)))
-
-    def _user_callbacks(self):
-        for item in self.callbacks or []:
-            cb = item[1] if isinstance(item, tuple) and len(item) == 2 else item
-            if not isinstance(cb, Callback) and not (isinstance(cb, type) and issubclass(cb, Callback)):
-                raise InvalidParameterError(
-                    f"The 'callbacks' parameter of {type(self).__name__} must be None or a "
-                    f"list of skorch callbacks or (name, callback) pairs. Got {item!r} in it."
-                )
-        return tuple(self.callbacks or ())
 
     # -- scoring -----------------------------------------------------------------
 

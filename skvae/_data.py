@@ -9,6 +9,7 @@ from numbers import Integral
 import numpy as np
 import torch
 from sklearn.preprocessing import PowerTransformer, StandardScaler
+from skorch.callbacks import Callback
 
 from ._arrays import STREAM_ELEMENTS, row_blocks, rows_as_tensor
 from ._sklearn_compat import InvalidParameterError
@@ -33,6 +34,28 @@ def hidden_sizes(sizes, owner):
             f"ints in [1, inf). Got {sizes!r} instead."
         )
     return tuple(int(s) for s in listed)
+
+
+def check_callbacks(callbacks, owner):
+    """The user's skorch callbacks as a tuple; InvalidParameterError for anything else."""
+    for item in callbacks or []:
+        cb = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+        if not isinstance(cb, Callback) and not (isinstance(cb, type) and issubclass(cb, Callback)):
+            raise InvalidParameterError(
+                f"The 'callbacks' parameter of {owner} must be None or a list of skorch "
+                f"callbacks or (name, callback) pairs. Got {item!r} in it."
+            )
+    return tuple(callbacks or ())
+
+
+def check_n_samples(n_samples):
+    """Refuse a number of rows to draw that is not a positive integer."""
+    if not isinstance(n_samples, Integral) or isinstance(n_samples, bool):
+        raise TypeError(f"n_samples must be an integer, got {type(n_samples).__name__}.")
+    if n_samples < 1:
+        raise ValueError(
+            f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample."
+        )
 
 
 def bounds_arrays(bounds, n_features, owner):
