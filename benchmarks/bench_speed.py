@@ -324,14 +324,16 @@ def _anomaly_methods(device):
 def reference_log_marginal(est, X, n_draws, *, row_draws_per_chunk=2**14):
     """IWAE_K by hand on est's fitted module: closed-form terms, logsumexp per row chunk."""
     module = est.net_.module_
-    device = module.shift.device
+    # The data map of a Gaussian fit without bounds: one standardisation.
+    shift, scale_x = module.data_map.step0_loc, module.data_map.step0_scale
+    device = shift.device
     # skvae's draws (the same common random numbers), so the two can be compared row by row.
     eps = torch.randn(n_draws, est.n_components, generator=torch.Generator().manual_seed(est._seed))
     out = []
     with torch.inference_mode():
-        y = ((torch.as_tensor(X, device=device) - module.shift) / module.scale).float()
+        y = ((torch.as_tensor(X, device=device) - shift) / scale_x).float()
         x_scale = F.softplus(module.raw_scale) + MIN_SCALE
-        const = -x_scale.log().sum() - 0.5 * X.shape[1] * LOG_2PI - module.scale.log().sum()
+        const = -x_scale.log().sum() - 0.5 * X.shape[1] * LOG_2PI - scale_x.log().sum()
         e = eps.to(device)[:, None, :]
         for y_chunk in y.split(max(1, row_draws_per_chunk // n_draws)):
             loc, raw = module.encoder_head(module.encoder(y_chunk)).chunk(2, dim=-1)

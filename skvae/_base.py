@@ -13,6 +13,7 @@ from ._data import (
     check_callbacks,
     check_in_range,
     check_n_samples,
+    check_observed,
     check_support,
     fit_data_map,
     hidden_sizes,
@@ -207,7 +208,7 @@ class _BaseVAE:
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = True
         return tags
 
     # -- fitting -----------------------------------------------------------------
@@ -227,17 +228,18 @@ class _BaseVAE:
         return self
 
     def _fit_checked(self, X, *, incremental, fresh):
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=fresh)
+        X = self._validate_rows(X, reset=fresh)
         if incremental and _is_true(self.early_stopping):
             raise ValueError("partial_fit does not support early_stopping=True.")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        missing = check_observed(X) if fresh else bool(np.isnan(X).any())
         if fresh:
-            net = self._new_net(X, seed)
+            net = self._new_net(X, seed, missing=missing)
             self._seed = seed
         else:
             net = self.net_
             self._check_fitted_data(X)
-        options = self._training_options(len(X), incremental=incremental, seed=seed)
+        options = self._training_options(len(X), incremental=incremental, seed=seed, missing=missing)
         try:
             summary = train(net, X, options)
         except BaseException:
@@ -269,9 +271,10 @@ class _BaseVAE:
         """Delete every fitted attribute, so that the estimator is unfitted."""
         for name in [key for key in vars(self) if key.endswith("_") and not key.startswith("__")]:
             delattr(self, name)
-        self.__dict__.pop("_seed", None)
+        for name in self._saved_attributes:
+            self.__dict__.pop(name, None)
 
-    def _new_net(self, X, seed):
+    def _new_net(self, X, seed, *, missing):
         """Check X against the parameters, fit the data map, and build the net (seeded)."""
         name = type(self).__name__
         likelihood = self._resolved_likelihood()
@@ -284,7 +287,7 @@ class _BaseVAE:
         config = dict(
             n_features=X.shape[1], n_components=self.n_components,
             hidden_layer_sizes=hidden_sizes(self.hidden_layer_sizes, name), activation=self.activation,
-            likelihood=likelihood, n_mixture_components=self.n_mixture_components,
+            likelihood=likelihood, n_mixture_components=self.n_mixture_components, mask_input=missing,
         )
         low, high = bounds_arrays(self.bounds, X.shape[1], name)
         check_support(X, likelihood, support, low, high)
@@ -294,7 +297,7 @@ class _BaseVAE:
         device = resolve_device(self.device)
         return build_net(config, device=device, learning_rate_init=self.learning_rate_init, seed=seed)
 
-    def _training_options(self, n_samples, *, incremental, seed):
+    def _training_options(self, n_samples, *, incremental, seed, missing):
         return TrainingOptions(
             max_epochs=1 if incremental else self.max_iter,
             batch_size=self._batch_size(n_samples),
@@ -312,6 +315,7 @@ class _BaseVAE:
             verbose=self.verbose,
             callbacks=check_callbacks(self.callbacks, type(self).__name__),
             incremental=incremental,
+            missing=missing,
         )
 
     # -- resolved settings -------------------------------------------------------
@@ -383,9 +387,13 @@ class _BaseVAE:
 
     # -- checks of data against the fitted model -------------------------------
 
+    def _validate_rows(self, X, *, reset):
+        """X as the model takes it: float rows, NaN where an entry is missing."""
+        return validate_data(self, X, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", reset=reset)
+
     def _validate_fitted(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = self._validate_rows(X, reset=False)
         self._check_fitted_data(X)
         return X
 

@@ -11,9 +11,21 @@ import math
 import torch
 
 
-def log_importance_weights(y, z, *, qz, pz, px):
-    """log w = log p(y|z) + log p(z) - log q(z|y), shape of ``z`` minus its last axis."""
-    return px.log_prob(y) + pz.log_prob(z) - qz.log_prob(z)
+def observed_log_prob(px, y, mask=None):
+    """log p(y_obs|z) per row: the sum of the entries' log-probabilities where ``mask`` holds.
+
+    ``px`` is an ``Independent`` distribution over rows of a factorised
+    decoder, so the observed entries' likelihood is exact. Without a mask,
+    every entry counts.
+    """
+    if mask is None:
+        return px.log_prob(y)
+    return torch.where(mask, px.base_dist.log_prob(y), 0.0).sum(-1)
+
+
+def log_importance_weights(y, z, *, qz, pz, px, mask=None):
+    """log w = log p(y_obs|z) + log p(z) - log q(z|y), shape of ``z`` minus its last axis."""
+    return observed_log_prob(px, y, mask) + pz.log_prob(z) - qz.log_prob(z)
 
 
 def iwae_bound(log_w, dim=0):

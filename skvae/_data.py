@@ -81,12 +81,31 @@ def bounds_arrays(bounds, n_features, owner):
         ) from None
 
 
+def column_extremes(X):
+    """Each feature's smallest and largest observed value, shape (2, n_features); NaN where none is."""
+    return np.stack([np.fmin.reduce(X, axis=0), np.fmax.reduce(X, axis=0)])
+
+
+def check_observed(X):
+    """Whether X has missing entries (NaN); ValueError if a feature has no observed value."""
+    n_observed = sum(np.count_nonzero(~np.isnan(block), axis=0) for block in row_blocks(X))
+    empty = np.flatnonzero(n_observed == 0)
+    if len(X) and empty.size:
+        raise ValueError(
+            f"Features {empty.tolist()} of X have no observed value (all are NaN); nothing can be "
+            "learnt about them. Drop them, or impute them first."
+        )
+    return bool(np.any(n_observed < len(X)))
+
+
 def check_support(X, likelihood, support, low=None, high=None):
-    """Refuse X outside the likelihood's support or outside the bounds (low, high)."""
+    """Refuse observed values outside the likelihood's support or outside the bounds (low, high)."""
     if X.size == 0:
         return
-    lo, hi = X.min(), X.max()
-    if support == "binary" and not all(np.isin(block, (0, 1)).all() for block in row_blocks(X)):
+    columns = column_extremes(X)
+    lo, hi = np.fmin.reduce(columns[0]), np.fmax.reduce(columns[1])
+    binary = (np.isin(block, (0, 1)) | np.isnan(block) for block in row_blocks(X))
+    if support == "binary" and not all(b.all() for b in binary):
         raise ValueError(
             f"likelihood={likelihood!r} requires binary data in {{0, 1}}; X has values in "
             f"[{lo:.4g}, {hi:.4g}]. Use likelihood='continuous_bernoulli' for data in "
@@ -100,8 +119,8 @@ def check_support(X, likelihood, support, low=None, high=None):
         )
     if low is None:
         return
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    outside = np.flatnonzero(~((lo > low) & (hi < high)))
+    lo, hi = columns
+    outside = np.flatnonzero(~((lo > low) & (hi < high)) & ~np.isnan(lo))
     if outside.size:
         j = outside[0]
         raise ValueError(
@@ -116,9 +135,9 @@ def check_in_range(module, X, device):
     if not len(module.data_map.kinds) or X.size == 0:
         return
     # Every step is monotone per feature: each feature's extremes bound its values.
-    ends = torch.from_numpy(np.stack([X.min(axis=0), X.max(axis=0)]).astype(np.float64))
+    ends = torch.from_numpy(column_extremes(X).astype(np.float64))
     with torch.inference_mode():
-        distance = module.data_map(ends.to(device))[0].abs().max().item()
+        distance = module.data_map(ends.to(device))[0].nan_to_num(0.0).abs().max().item()
     if not distance <= MAX_STANDARDISED:
         raise ValueError(
             f"X has values {distance:.3g} training standard deviations from the training "
@@ -162,8 +181,8 @@ def _statistics(X, steps):
     lo, hi = np.inf, -np.inf
     with np.errstate(over="ignore", invalid="ignore"):
         for block in _mapped_blocks(X, steps):
-            scaler.partial_fit(block)
-            lo, hi = np.minimum(lo, block.min(axis=0)), np.maximum(hi, block.max(axis=0))
+            scaler.partial_fit(block)  # NaN, a missing entry, is left out
+            lo, hi = np.fmin(lo, np.fmin.reduce(block, axis=0)), np.fmax(hi, np.fmax.reduce(block, axis=0))
     if not (np.all(np.isfinite(scaler.mean_)) and np.all(np.isfinite(scaler.var_))):
         raise ValueError(
             f"The mean or variance of X overflows float64 (|X| reaches {np.max(np.abs(X)):.3g}); "

@@ -65,9 +65,10 @@ class Rows(torch.utils.data.Dataset):
 class ModelSpaceRows(torch.utils.data.Dataset):
     """Rows already mapped to the module's model space, with their log-Jacobians.
 
-    A batch is ``{"x": y, "log_det": log_det}``, the keyword arguments of
-    ``VAEModule.forward`` (skorch passes dict batches as keywords), so the data
-    transform runs once per fit instead of once per batch.
+    A batch is ``{"x": y, "log_det": log_det}``, with ``"mask"`` too when
+    entries are missing: the keyword arguments of ``VAEModule.forward``
+    (skorch passes dict batches as keywords), so the data transform runs once
+    per fit instead of once per batch.
 
     Parameters
     ----------
@@ -75,33 +76,50 @@ class ModelSpaceRows(torch.utils.data.Dataset):
         Model-space rows, of the module's dtype.
     log_det : Tensor of shape (n_samples,)
         log |dy/dx| per row, of the same dtype.
+    mask : bool Tensor of shape (n_samples, n_features) or None
+        True where an entry is observed; None when all are.
     """
 
-    def __init__(self, y, log_det):
-        self.y = y
-        self.log_det = log_det
+    def __init__(self, y, log_det, mask=None):
+        self.tensors = {"x": y, "log_det": log_det}
+        if mask is not None:
+            self.tensors["mask"] = mask
 
     @classmethod
     def from_data(cls, module, X, *, chunk_rows=65536):
         """Map the rows of X (array or tensor) to model space in chunks, on the CPU."""
         device = module.encoder_head.weight.device
-        y, log_det = [], []
+        blocks = []
         with torch.no_grad():
             for start in range(0, len(X), chunk_rows):
-                block = rows_as_tensor(X[start : start + chunk_rows]).to(device)
-                y_block, log_det_block = module.preprocess(block)
-                y.append(y_block.cpu())
-                log_det.append(log_det_block.to(y_block.dtype).cpu())
-        return cls(torch.cat(y), torch.cat(log_det))
+                blocks.append(_model_space(module, rows_as_tensor(X[start : start + chunk_rows]).to(device)))
+        if not any("mask" in block for block in blocks):
+            return cls(torch.cat([b["x"] for b in blocks]), torch.cat([b["log_det"] for b in blocks]))
+        blocks = [_with_mask(block) for block in blocks]
+        return cls(*(torch.cat([b[key] for b in blocks]) for key in ("x", "log_det", "mask")))
 
     def __len__(self):
-        return len(self.y)
+        return len(self.tensors["x"])
 
     def __getitem__(self, index):
         if isinstance(index, torch.Tensor):
             # index_select gathers rows in half the time of advanced indexing.
-            return {"x": self.y.index_select(0, index), "log_det": self.log_det.index_select(0, index)}
-        return {"x": self.y[index], "log_det": self.log_det[index]}
+            return {key: value.index_select(0, index) for key, value in self.tensors.items()}
+        return {key: value[index] for key, value in self.tensors.items()}
+
+
+def _model_space(module, x):
+    """A batch dict of rows x mapped by ``module.preprocess``, on the CPU."""
+    y, log_det, mask = module.preprocess(x)
+    batch = {"x": y.cpu(), "log_det": log_det.to(y.dtype).cpu()}
+    if mask is not None:
+        batch["mask"] = mask.cpu()
+    return batch
+
+
+def _with_mask(batch):
+    """``batch`` with a mask, all True if it had none."""
+    return batch if "mask" in batch else {**batch, "mask": torch.ones_like(batch["x"], dtype=torch.bool)}
 
 
 class StreamedRows(torch.utils.data.Dataset):
@@ -121,13 +139,16 @@ class StreamedRows(torch.utils.data.Dataset):
         Rows read by slicing, e.g. a ``np.memmap``.
     module : VAEModule
         Its ``preprocess`` maps each window to model space.
+    missing : bool, default=False
+        Whether X has missing entries (NaN): every batch then has a mask.
     block_rows : int, default=1024
     window_rows : int, default=65536
     """
 
-    def __init__(self, X, module, *, block_rows=1024, window_rows=65536):
+    def __init__(self, X, module, *, missing=False, block_rows=1024, window_rows=65536):
         self.X = X
         self.module = module
+        self.missing = missing
         self.block_rows = block_rows
         self.window_rows = window_rows
 
@@ -177,8 +198,9 @@ class StreamedRows(torch.utils.data.Dataset):
     def _model_space(self, x):
         device = self.module.encoder_head.weight.device
         with torch.no_grad():
-            y, log_det = self.module.preprocess(x.to(device))
-        return {"x": y.cpu(), "log_det": log_det.to(y.dtype).cpu()}
+            batch = _model_space(self.module, x.to(device))
+        # Every batch of a pass has the same keys, so windows concatenate.
+        return _with_mask(batch) if self.missing else batch
 
 
 def _take(batch, index):
@@ -569,7 +591,7 @@ class TrainingNoise(Callback):
     draws come from a generator seeded by the net's ``seed`` at the start of
     each call, so they repeat with ``random_state``. Batches are the dicts of
     ``ModelSpaceRows`` and ``StreamedRows``, fresh for each batch, so the
-    data are never changed.
+    data are never changed; missing entries get none.
     """
 
     def __init__(self, std):
@@ -582,8 +604,10 @@ class TrainingNoise(Callback):
         if not training:
             return
         y = batch[0]["x"]
-        noise = torch.randn(y.shape, generator=self.generator_, device=y.device, dtype=y.dtype)
-        batch[0]["x"] = y + self.std * noise
+        noise = self.std * torch.randn(y.shape, generator=self.generator_, device=y.device, dtype=y.dtype)
+        if "mask" in batch[0]:
+            noise = noise * batch[0]["mask"]  # missing entries stay at 0
+        batch[0]["x"] = y + noise
 
 
 class TrainingOptions(NamedTuple):
@@ -605,6 +629,7 @@ class TrainingOptions(NamedTuple):
     verbose: int = 0
     callbacks: tuple = ()  # the user's, copied for the call
     incremental: bool = False  # partial_fit: no warning when max_epochs ends training
+    missing: bool = False  # X has missing entries (NaN)
 
 
 class Summary(NamedTuple):
@@ -643,7 +668,10 @@ def train(net, X, options):
     """
     configure(net, len(X), options)
     guard = dict(net.callbacks_)["last_good"]
-    data = StreamedRows(X, net.module_) if is_memory_mapped(X) else ModelSpaceRows.from_data(net.module_, X)
+    if is_memory_mapped(X):
+        data = StreamedRows(X, net.module_, missing=options.missing)
+    else:
+        data = ModelSpaceRows.from_data(net.module_, X)
     try:
         with seeded_torch(derive_seed(options.seed, len(net.history)), net.device):
             net.partial_fit(data)

@@ -8,16 +8,22 @@ faster than 64 MB ones on CPU (``benchmarks/bench_speed.py``).
 
 import numpy as np
 import torch
+from torch.distributions import Bernoulli, MixtureSameFamily, Normal
 
 from ._arrays import rows_as_tensor
+from ._bounds import log_importance_weights
 from ._engine import seeded_torch
 
 # Elements of the largest activation tensor inference builds at once (4 MB in float32).
 CHUNK_ELEMENTS = 2**20
-# BLAS picks other kernels (other summation orders) for matrices of very few
-# rows; padding every inference chunk to this many rows keeps each row's result
-# independent of the rows computed with it, to the last bit.
-MIN_CHUNK_ROWS = 16
+# BLAS computes the rows of a matrix product in tiles and may round the rows
+# of a last, partial tile differently; padding every inference chunk to a
+# multiple of this many rows puts every row in a full tile, so that a row's
+# result does not depend on the rows computed with it, to the last bit.
+TILE_ROWS = 16
+# Gauss-Hermite nodes for means through a nonlinear data map (exact for
+# polynomials of degree 2 * 20 - 1 in the standardised Gaussian).
+_GH_NODES = 20
 
 
 def log_marginal(module, X, *, n_draws, seed, bound, device):
@@ -29,7 +35,7 @@ def log_marginal(module, X, *, n_draws, seed, bound, device):
     """
     eps = torch.randn(n_draws, module.n_components, generator=torch.Generator().manual_seed(seed))
     width = _widest_layer(module)
-    rows = max(MIN_CHUNK_ROWS, CHUNK_ELEMENTS // (n_draws * width))
+    rows = _chunk_rows(CHUNK_ELEMENTS // (n_draws * width))
     k_chunk = max(1, CHUNK_ELEMENTS // (rows * width))
     scores = _map_rows(
         lambda x: module.log_marginal(x, eps, bound=bound, k_chunk=k_chunk), X, rows, device
@@ -39,27 +45,37 @@ def log_marginal(module, X, *, n_draws, seed, bound, device):
 
 def posterior_mean(module, X, *, device):
     """E[z | x] under the encoder, shape (n_samples, n_components)."""
-    rows = max(1, CHUNK_ELEMENTS // _widest_layer(module))
-    Z = _map_rows(lambda x: module.encode(module.preprocess(x)[0], capped=True).mean, X, rows, device)
+    rows = _chunk_rows(CHUNK_ELEMENTS // _widest_layer(module))
+
+    def encode(x):
+        rows = module.preprocess(x)
+        return module.encode(rows.y, rows.mask, capped=True).mean
+
+    Z = _map_rows(encode, X, rows, device)
     return Z.reshape(len(X), module.n_components)
 
 
 def decoder_mean(module, Z, *, device):
     """The mean of p(x|z) mapped to data space, float64 of shape (n_samples, n_features)."""
-    rows = max(1, CHUNK_ELEMENTS // _widest_layer(module))
+    rows = _chunk_rows(CHUNK_ELEMENTS // _widest_layer(module))
     X = _map_rows(lambda z: module.postprocess(module.decode(z.to(torch.float32)).mean), Z, rows, device)
     return X.reshape(len(Z), module.arguments["n_features"])
 
 
 def sample(module, n_samples, *, seed, device):
     """``n_samples`` rows drawn from the model in data space: z ~ p(z), then x ~ p(x|z)."""
-    rows = max(1, CHUNK_ELEMENTS // _widest_layer(module))
+    rows = _chunk_rows(CHUNK_ELEMENTS // _widest_layer(module))
     out = []
     with seeded_torch(seed, device), torch.inference_mode():
         for start in range(0, n_samples, rows):
             z = module.prior().sample((min(rows, n_samples - start),))
             out.append(module.postprocess(module.decode(z).sample()).cpu())
     return torch.cat(out).numpy()
+
+
+def _chunk_rows(rows):
+    """``rows`` rounded down to a whole number of tiles, at least one."""
+    return max(TILE_ROWS, rows // TILE_ROWS * TILE_ROWS)
 
 
 def _widest_layer(module):
@@ -86,10 +102,90 @@ def _map_rows(fn, X, rows_per_chunk, device):
         for start in range(0, len(X), rows_per_chunk):
             x = rows_as_tensor(X[start : start + rows_per_chunk]).to(device)
             n = len(x)
-            if n < MIN_CHUNK_ROWS:
-                x = torch.cat([x, x[:1].expand(MIN_CHUNK_ROWS - n, -1)])
+            if n % TILE_ROWS:
+                x = torch.cat([x, x[:1].expand(TILE_ROWS - n % TILE_ROWS, -1)])
             result = fn(x)[:n].cpu().numpy()
             if out is None:
                 out = np.empty((len(X), *result.shape[1:]), dtype=result.dtype)
             out[start : start + n] = result
     return np.empty((0,)) if out is None else out
+
+
+def impute(module, X, *, n_draws, seed, device, sample=False):
+    """X with its missing entries (NaN) filled, float64; observed entries are left as they are.
+
+    Self-normalised importance sampling with the encoder as proposal: the K =
+    ``n_draws`` draws z_k ~ q(z|x_obs) get the weights w_k proportional to
+    p(x_obs|z_k) p(z_k) / q(z_k|x_obs). ``sample=False`` fills the
+    conditional mean E[x_miss|x_obs] = sum_k w_k E[x_miss|z_k]; ``sample=True``
+    draws x_miss ~ p(x_miss|z_k) for one k drawn with probabilities w
+    (sampling-importance-resampling), a draw from p(x_miss|x_obs) as K grows.
+    """
+    eps = torch.randn(n_draws, module.n_components, generator=torch.Generator().manual_seed(seed))
+    rows = _chunk_rows(CHUNK_ELEMENTS // (n_draws * _widest_layer(module)))
+    generator = torch.Generator(device=device).manual_seed(seed + 1) if sample else None
+    filled = _map_rows(
+        lambda x: _impute_rows(module, x, eps, generator), X, rows, device
+    ).reshape(X.shape)
+    return np.where(np.isnan(X), filled, X)
+
+
+def _impute_rows(module, x, eps, generator):
+    """Imputations of one chunk of rows (see ``impute``)."""
+    y, _, mask = module.preprocess(x)
+    qz, pz = module.encode(y, mask, capped=True), module.prior()
+    z = qz.base_dist.loc + qz.base_dist.scale * eps.to(y)[:, None, :]
+    px = module.decode(z)
+    log_w = log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask)
+    if generator is None:
+        weights = torch.softmax(log_w.double(), dim=0)
+        return (weights[..., None] * data_space_mean(px, module.data_map)).sum(0)
+    k = torch.multinomial(torch.softmax(log_w.double(), dim=0).T, 1, generator=generator)[:, 0]
+    y_new = _sample_entries(px, generator)[k, torch.arange(len(k))]
+    return module.postprocess(y_new)
+
+
+def data_space_mean(px, data_map):
+    """E[x|z] per entry in data space, float64 of px's batch shape plus the features.
+
+    For an affine data map (standardisation alone) the mean maps through
+    exactly; through a nonlinear one (the logit of ``bounds``, the power
+    transform) it is E[f^-1(y)] by Gauss-Hermite quadrature for Gaussian
+    (and mixture of Gaussians) decoders, exact to far below their scale.
+    """
+    if set(data_map.kinds) <= {"standardise"}:
+        return data_map.inverse(px.mean)
+    base = px.base_dist
+    mixture = isinstance(base, MixtureSameFamily)
+    normal = base.component_distribution if mixture else base
+    nodes, weights = (torch.as_tensor(a, dtype=torch.float64) for a in np.polynomial.hermite.hermgauss(_GH_NODES))
+    loc, scale = normal.loc.double()[..., None], normal.scale.double()[..., None]
+    y = loc + np.sqrt(2.0) * scale * nodes
+    # Inverse-map each node of each feature: move the feature axis last for the data map.
+    dims = y.dim()
+    feature_axis = dims - 3 if mixture else dims - 2
+    moved = y.movedim(feature_axis, -1)
+    values = data_map.inverse(moved).movedim(-1, feature_axis)
+    mean = (values * weights).sum(-1) / np.sqrt(np.pi)
+    if mixture:
+        mean = (base.mixture_distribution.probs.double() * mean).sum(-1)
+    return mean
+
+
+def _sample_entries(px, generator):
+    """One draw of y ~ p(y|z) per entry, from ``generator``."""
+    base = px.base_dist
+    if isinstance(base, MixtureSameFamily):
+        probs = base.mixture_distribution.probs
+        c = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).reshape(probs.shape[:-1])
+        normal = base.component_distribution
+        loc = normal.loc.gather(-1, c[..., None])[..., 0]
+        scale = normal.scale.gather(-1, c[..., None])[..., 0]
+        return loc + scale * torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+    if isinstance(base, Normal):
+        return base.loc + base.scale * torch.randn(base.loc.shape, generator=generator, device=base.loc.device)
+    probs = base.probs
+    if isinstance(base, Bernoulli):
+        return torch.bernoulli(probs, generator=generator)
+    # The continuous Bernoulli: by its inverse CDF at a uniform draw.
+    return base.icdf(torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
-from ._bounds import chunked_bound, log_importance_weights
+from ._bounds import chunked_bound, log_importance_weights, observed_log_prob
 from ._likelihoods import LIKELIHOODS
 from ._transforms import DataMap
 
@@ -37,6 +37,14 @@ MIN_LATENT_SCALE = 1e-4
 # outside the training data.
 MAX_LATENT_LOC = 1e3
 MAX_LATENT_SCALE = 1e2
+
+
+class ModelRows(NamedTuple):
+    """Rows mapped to model space (see ``VAEModule.preprocess``)."""
+
+    y: torch.Tensor  # (n, n_features), the module's dtype; 0 where missing
+    log_det: torch.Tensor  # (n,) float64: log |dy/dx| over the observed entries
+    mask: torch.Tensor = None  # (n, n_features) bool, True where observed; None when all are
 
 
 class TrainingTerms(NamedTuple):
@@ -73,6 +81,9 @@ class VAEModule(nn.Module):
     data_map : list of (kind, dict or None), default=()
         The steps from data to model space (see ``DataMap``); empty for the
         identity.
+    mask_input : bool, default=False
+        Whether the encoder also sees which entries are observed (a second
+        set of ``n_features`` inputs, 1 for observed, 0 for missing).
     """
 
     def __init__(
@@ -84,18 +95,22 @@ class VAEModule(nn.Module):
         likelihood="gaussian",
         n_mixture_components=1,
         data_map=(),
+        mask_input=False,
     ):
         super().__init__()
         self.arguments = dict(
             n_features=n_features, n_components=n_components,
             hidden_layer_sizes=list(hidden_layer_sizes), activation=activation,
-            likelihood=likelihood, n_mixture_components=n_mixture_components,
+            likelihood=likelihood, n_mixture_components=n_mixture_components, mask_input=mask_input,
         )
+        self.mask_input = mask_input
         self.n_components = n_components
         self.likelihood = LIKELIHOODS[likelihood]
         widths = [n_features, *hidden_layer_sizes]
-        self.encoder = build_mlp(widths, activation)
-        self.encoder_head = nn.Linear(widths[-1], 2 * n_components)
+        self.encoder = build_mlp([n_features * (1 + mask_input), *hidden_layer_sizes], activation)
+        self.encoder_head = nn.Linear(
+            widths[-1] if hidden_layer_sizes else n_features * (1 + mask_input), 2 * n_components
+        )
         self.decoder = build_mlp([n_components, *reversed(widths[1:])], activation)
         self.n_params = self.likelihood.n_params(n_mixture_components)
         self.decoder_head = nn.Linear(
@@ -112,20 +127,32 @@ class VAEModule(nn.Module):
         return {**self.arguments, "data_map": self.data_map.config()}
 
     def preprocess(self, x):
-        """Map data x to model space: y of the module's dtype, log |dy/dx| per row (float64)."""
-        y, log_det = self.data_map(x)
-        return y.to(self.encoder_head.weight.dtype), log_det
+        """Map data x to model space: ``ModelRows(y, log_det, mask)``.
+
+        NaN marks a missing entry: it is 0 in y (the training mean, after
+        standardisation), False in ``mask``, and out of ``log_det``.
+        """
+        missing = torch.isnan(x)
+        mask = ~missing if missing.any() else None
+        y, log_det = self.data_map(x, mask)
+        if mask is not None:
+            y = y.masked_fill(missing, 0.0)
+        return ModelRows(y.to(self.encoder_head.weight.dtype), log_det, mask)
 
     def postprocess(self, y):
         """Map model-space values back to data space (float64)."""
         return self.data_map.inverse(y)
 
-    def encode(self, y, *, capped=False):
+    def encode(self, y, mask=None, *, capped=False):
         """q(z|y): ``Independent(Normal)`` with batch shape ``y.shape[:-1]``.
 
-        ``capped=True`` (inference) bounds its mean and scale by ``MAX_LATENT_LOC``
-        and ``MAX_LATENT_SCALE``.
+        ``mask`` (True where observed, None when all are) reaches the encoder
+        when the module takes it (``mask_input``). ``capped=True``
+        (inference) bounds the mean and scale by ``MAX_LATENT_LOC`` and
+        ``MAX_LATENT_SCALE``.
         """
+        if self.mask_input:
+            y = torch.cat([y, torch.ones_like(y) if mask is None else mask.to(y.dtype)], dim=-1)
         loc, raw_scale = self.encoder_head(self.encoder(y)).chunk(2, dim=-1)
         scale = F.softplus(raw_scale) + MIN_LATENT_SCALE
         if capped:
@@ -144,7 +171,7 @@ class VAEModule(nn.Module):
         zeros = weight.new_zeros(self.n_components)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
-    def forward(self, x, log_det=None, n_draws=1):
+    def forward(self, x, log_det=None, mask=None, n_draws=1):
         """Terms of the training bound from ``n_draws`` reparameterised draws per row.
 
         Returns ``TrainingTerms``: ``log_px`` and ``kl`` of shape (n_draws, n),
@@ -153,27 +180,31 @@ class VAEModule(nn.Module):
         log q(z_k|y) - log p(z_k) that the importance weights need, so that
         ``log_px - kl`` are the log-weights of IWAE_K in both cases.
 
-        Given ``log_det``, ``x`` is taken to be in model space already (the
-        output of ``preprocess``, applied once to the whole data).
+        Given ``log_det``, ``x`` (with ``mask``) is taken to be in model space
+        already (the output of ``preprocess``, applied once to the whole data).
+        Only the observed entries count in log p(y|z): the bound is then one of
+        log p(x_obs), as in MIWAE (Mattei and Frellsen, 2019).
         """
-        y, log_det = self.preprocess(x) if log_det is None else (x, log_det)
-        qz, pz = self.encode(y), self.prior()
+        y, log_det, mask = self.preprocess(x) if log_det is None else (x, log_det, mask)
+        qz, pz = self.encode(y, mask), self.prior()
         z = qz.rsample((n_draws,))
         if n_draws == 1:
             kl = kl_divergence(qz, pz)[None]
         else:
             kl = qz.log_prob(z) - pz.log_prob(z)
-        return TrainingTerms(self.decode(z).log_prob(y), kl, log_det.to(y.dtype))
+        return TrainingTerms(observed_log_prob(self.decode(z), y, mask), kl, log_det.to(y.dtype))
 
     def log_marginal(self, x, eps, *, bound="iwae", k_chunk=None):
         """IWAE_K or ELBO estimate of log p(x) in data space, float64 of shape (n,).
 
         ``eps`` of shape (K, n_components) holds standard normal draws shared by
         every row (common random numbers), so a row's score does not depend on
-        which rows are scored with it.
+        which rows are scored with it. With missing entries (NaN) it estimates
+        log p(x_obs), the density of the observed entries; a row with none
+        observed gets exactly 0, the log-probability of the sure event.
         """
-        y, log_det = self.preprocess(x)
-        qz = self.encode(y, capped=True)
+        y, log_det, mask = self.preprocess(x)
+        qz = self.encode(y, mask, capped=True)
         pz = self.prior()
         loc, scale = qz.base_dist.loc, qz.base_dist.scale
         eps = eps.to(loc)
@@ -184,10 +215,10 @@ class VAEModule(nn.Module):
                 z = loc + scale * e[:, None, :]
                 px = self.decode(z)
                 if bound == "iwae":
-                    yield log_importance_weights(y, z, qz=qz, pz=pz, px=px)
+                    yield log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask)
                 else:
-                    yield px.log_prob(y)
+                    yield observed_log_prob(px, y, mask)
 
         kl = kl_divergence(qz, pz) if bound == "elbo" else None
-        value = chunked_bound(per_chunk(), n_draws=len(eps), bound=bound, kl=kl)
-        return value.to(torch.float64) + log_det
+        value = chunked_bound(per_chunk(), n_draws=len(eps), bound=bound, kl=kl).to(torch.float64) + log_det
+        return value if mask is None else torch.where(mask.any(-1), value, 0.0)

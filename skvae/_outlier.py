@@ -14,6 +14,11 @@ from ._sklearn_compat import Interval, StrOptions
 # Tukey's fences: a row is far out when it lies more than 1.5 interquartile
 # ranges below the first quartile (Tukey, 1977, "Exploratory Data Analysis").
 _TUKEY_K = 1.5
+# Training rows kept to put the scores of incomplete rows on the scale of
+# complete ones (see Notes), and how many missingness patterns are scored at
+# once (memory: patterns x rows x features).
+_REFERENCE_ROWS = 256
+_PATTERNS_PER_CHUNK = 64
 
 _CONTAMINATION = Parameter(
     "contamination", "auto", [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
@@ -86,6 +91,21 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
     single rows (memorised training anomalies, the two values of a binary
     feature).
 
+    Rows with missing entries (NaN) are scored by the density of their
+    observed entries, log p(x_obs) (``score_samples``), which has fewer
+    terms the fewer entries are observed, so it is not comparable across
+    rows with different entries missing. ``decision_function`` and
+    ``predict`` compare each such row with training rows seen through the
+    same pattern of observed features: the reference rows
+    (``reference_``, up to 256 of the most complete training rows) observed
+    on that pattern give the mean mu_P and SD sd_P of their log p(x_obs),
+    and the row's score s becomes ``mu + sd * (s - mu_P) / sd_P``, where mu
+    and sd are those of the reference rows whole; complete rows keep their
+    score, so nothing changes without missing entries. A row with no
+    observed entry gets mu, a typical row's score. Rows drawn from the
+    model instead of training rows calibrated worse: its importance-weighted
+    bound is looser on rows it was not trained on.
+
     The other defaults differ from the density estimator's too: a smaller
     model (``n_components=8``, ``hidden_layer_sizes=(128, 128)``, ReLU), one
     Gaussian per feature trained on the ELBO, a constant step of 1e-3, a
@@ -122,16 +142,24 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
         own_attributes="""\
 offset_ : float
     Threshold on ``score_samples``, in nats: ``decision_function`` is
-    ``score_samples - offset_``, and rows below it are outliers.""",
+    ``score_samples - offset_``, and rows below it are outliers.
+
+reference_ : ndarray of shape (n_reference, n_features)
+    Training rows (up to 256, the most complete) that put the scores of
+    rows with missing entries on the scale of complete rows (see Notes).""",
     )
 
     _parameter_constraints = constraints(_PARAMETERS)
     __init__ = make_init(_PARAMETERS)
 
-    _saved_attributes = {**_BaseVAE._saved_attributes, "offset_": "number"}
+    _saved_attributes = {**_BaseVAE._saved_attributes, "offset_": "number", "reference_": "any"}
 
     def decision_function(self, X):
-        """Shifted log-density: ``score_samples(X) - offset_``, negative for outliers.
+        """Shifted log-density, comparable across rows with missing entries; negative for outliers.
+
+        For a complete row, ``score_samples(X) - offset_``. A row with missing
+        entries is compared with rows of the same missingness pattern: its
+        log p(x_obs) is placed on the scale of complete rows (see Notes).
 
         Parameters
         ----------
@@ -144,7 +172,7 @@ offset_ : float
             In nats; the lower, the more abnormal; negative values are
             outliers.
         """
-        return self.score_samples(X) - self.offset_
+        return self._comparable_scores(self._validate_fitted(X)) - self.offset_
 
     def predict(self, X):
         """Whether each row is an inlier (+1) or an outlier (-1).
@@ -162,13 +190,51 @@ offset_ : float
         return np.where(self.decision_function(X) < 0, -1, 1)
 
     def _after_fit(self, X):
-        """``offset_`` from the training scores (of this call's X), per ``contamination``."""
-        scores = self._log_density(X)
+        """``reference_`` and ``offset_`` from the training rows (of this call's X)."""
+        # The most complete rows, in a seeded order among equals.
+        order = np.random.default_rng(self._seed).permutation(len(X))
+        order = order[np.argsort(np.isnan(X[order]).sum(axis=1), kind="stable")]
+        self.reference_ = np.asarray(X[np.sort(order[:_REFERENCE_ROWS])], dtype=np.float64)
+        scores = self._comparable_scores(X)
         if self.contamination != "auto":
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         else:
             q1, q3 = np.percentile(scores, [25, 75])
             self.offset_ = float(q1 - _TUKEY_K * (q3 - q1))
+
+    def _comparable_scores(self, X):
+        """log p(x_obs) of validated rows, those with missing entries put on the complete rows' scale.
+
+        A row of pattern P (its observed features) scores mu + sd * (s - mu_P) / sd_P,
+        where mu_P and sd_P are the mean and SD of log p(x'_obs) over the
+        reference rows x' observed on P, and mu, sd those of the reference
+        rows whole: a standardised score within its pattern, in nats of a
+        complete row. Complete rows keep their score; rows with nothing
+        observed get mu.
+        """
+        scores = self._log_density(X)
+        observed = ~np.isnan(X)
+        if observed.all():
+            return scores
+        patterns, which = np.unique(observed, axis=0, return_inverse=True)
+        reference = self.reference_
+        full = self._log_density(reference)
+        mean, sd = self._pattern_moments(patterns, reference)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            comparable = full.mean() + full.std() * (scores - mean[which.ravel()]) / sd[which.ravel()]
+        comparable[observed.all(axis=1)] = scores[observed.all(axis=1)]
+        comparable[~observed.any(axis=1)] = full.mean()
+        return comparable
+
+    def _pattern_moments(self, patterns, reference):
+        """Mean and SD of the reference rows' log p(x_obs) for each pattern, shapes (n_patterns,)."""
+        mean, sd = np.empty(len(patterns)), np.empty(len(patterns))
+        for start in range(0, len(patterns), _PATTERNS_PER_CHUNK):
+            chunk = patterns[start : start + _PATTERNS_PER_CHUNK]
+            masked = np.where(chunk[:, None, :], reference[None], np.nan).reshape(-1, reference.shape[1])
+            scores = self._log_density(masked).reshape(len(chunk), len(reference))
+            mean[start : start + len(chunk)], sd[start : start + len(chunk)] = scores.mean(1), scores.std(1)
+        return mean, sd
 
     @staticmethod
     def _auto_batch_size(n_samples):

@@ -21,6 +21,7 @@ import numpy as np
 import safetensors
 import torch
 from safetensors.torch import save_file
+from sklearn.impute import MissingIndicator
 from sklearn.utils.validation import check_is_fitted
 
 from ._engine import build_net, resolve_device
@@ -43,7 +44,8 @@ def register(cls):
     ``cls`` has a ``net_`` when fitted, and ``_saved_attributes``: its fitted
     attributes that ``save`` writes, each mapped to its kind, which ``load``
     checks: ``"count"`` (an int >= 0), ``"positive"`` (an int >= 1),
-    ``"number"`` (a finite float) or ``"any"``.
+    ``"number"`` (a finite float), ``"missing_indicator"`` (a
+    ``MissingIndicator``, saved by its features) or ``"any"``.
     """
     _ESTIMATORS[cls.__name__] = cls
     return cls
@@ -56,6 +58,10 @@ def save_estimator(estimator, path):
     tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in net.module_.state_dict().items()}
     tensors.update(_history_tensors(net.history))
     attributes = {k: v for k, v in vars(estimator).items() if k in estimator._saved_attributes}
+    for name, kind in estimator._saved_attributes.items():
+        if kind == "missing_indicator" and attributes.get(name) is not None:
+            indicator = attributes[name]
+            attributes[name] = {"features": indicator.features_, "n_features": indicator.n_features_in_}
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -146,6 +152,19 @@ def _check_attributes(attributes, kinds):
                 raise ValueError(f"The model file's {name} is {value!r}, not an integer >= {low}.")
         elif kind == "number" and not (isinstance(value, float) and np.isfinite(value)):
             raise ValueError(f"The model file's {name} is {value!r}, not a finite number.")
+        elif kind == "missing_indicator" and value is not None:
+            attributes[name] = _missing_indicator(name, value)
+
+
+def _missing_indicator(name, saved):
+    """A ``MissingIndicator`` of the saved features, fitted on a row that is missing exactly there."""
+    try:
+        features, n_features = np.asarray(saved["features"], dtype=int), int(saved["n_features"])
+        row = np.zeros((1, n_features))
+        row[0, features] = np.nan
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise ValueError(f"The model file's {name} is {saved!r}, not a missing-value indicator.") from None
+    return MissingIndicator(error_on_new=False).fit(row)
 
 
 def _read(path):

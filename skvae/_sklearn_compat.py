@@ -6,9 +6,11 @@ scikit-learn is mended in one file.
 """
 
 from sklearn.base import _fit_context
+from sklearn.utils.validation import _check_feature_names_in
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
+    MissingValues,
     StrOptions,
     validate_parameter_constraints,
 )
@@ -16,7 +18,9 @@ from sklearn.utils._param_validation import (
 __all__ = [
     "Interval",
     "InvalidParameterError",
+    "MissingValues",
     "StrOptions",
+    "_check_feature_names_in",
     "_fit_context",
     "validate_parameter_constraints",
 ]

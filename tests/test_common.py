@@ -2,13 +2,13 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer
+from skvae import VAEDensityEstimator, VAEImputer, VAEOutlierDetector, VAETransformer
 
 FAST = dict(hidden_layer_sizes=(8,), n_components=2, max_iter=2, n_importance_samples=4, random_state=0)
 
 
 def _estimators():
-    return [VAEDensityEstimator(**FAST), VAEOutlierDetector(**FAST), VAETransformer(**FAST)]
+    return [VAEDensityEstimator(**FAST), VAEImputer(**FAST), VAEOutlierDetector(**FAST), VAETransformer(**FAST)]
 
 
 def _expected_failed_checks(estimator):

@@ -15,7 +15,7 @@ LAYERS = [
     {"_engine", "_params"},
     {"_inference", "_persistence", "_docstrings"},
     {"_base"},
-    {"_density", "_transformer", "_outlier"},
+    {"_density", "_transformer", "_outlier", "_impute"},
     {"__init__", "_demo"},
     {"__main__"},
 ]

@@ -1,0 +1,194 @@
+"""VAEImputer: missing values filled from a VAE trained on the observed entries (MIWAE)."""
+
+import math
+from numbers import Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.impute import MissingIndicator
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _inference
+from ._base import _BaseVAE
+from ._docstrings import compose
+from ._params import Parameter, constraints, make_init, parameters
+from ._persistence import register
+from ._sklearn_compat import MissingValues, _check_feature_names_in
+
+_OWN = [
+    Parameter("missing_values", np.nan, [MissingValues(numeric_only=True)], "int, float or np.nan", """\
+The placeholder for a missing value, as in
+:class:`~sklearn.impute.SimpleImputer`: every entry equal to it is imputed.
+With ``np.nan`` (the default), NaN, ``pd.NA`` and ``None`` in numeric
+columns are missing, and infinity is refused; with another value, NaN is
+refused too."""),
+    Parameter("add_indicator", False, ["boolean"], "bool", """\
+If True, a :class:`~sklearn.impute.MissingIndicator` is stacked onto the
+output: one column per feature that had missing values at fit, 1 where the
+entry was missing."""),
+    Parameter("keep_empty_features", False, ["boolean"], "bool", """\
+What becomes of a feature with no observed value at fit. False: it is
+dropped from the output, as :class:`~sklearn.impute.IterativeImputer` does;
+True: it is kept and imputed with 0. Either way the VAE is fitted on the
+other features."""),
+    Parameter("sample_posterior", False, ["boolean"], "bool", """\
+False: each missing entry gets its conditional mean E[x_miss | x_obs],
+estimated by self-normalised importance sampling with
+``n_importance_samples`` draws from the encoder. True: a draw from
+p(x_miss | x_obs) by sampling-importance-resampling among those draws, so
+that imputers fitted with different ``random_state`` give multiple
+imputations."""),
+]
+
+_PARAMETERS = parameters(own=_OWN)
+
+
+@register
+class VAEImputer(_BaseVAE, TransformerMixin, BaseEstimator):
+    __doc__ = compose(
+        """Imputation of missing values with a variational autoencoder.
+
+    Fits a VAE to the observed entries of X alone, with no prior imputation:
+    given z, a factorised decoder gives the exact likelihood of the observed
+    entries, so the importance-weighted bound of log p(x_obs) trains the
+    model (MIWAE, Mattei and Frellsen, 2019). ``transform`` then fills each
+    missing entry from p(x_miss | x_obs), the model's conditional
+    distribution given the row's observed entries, and returns observed
+    entries unchanged, bit for bit. The API is that of
+    :class:`~sklearn.impute.IterativeImputer` and
+    :class:`~sklearn.impute.KNNImputer`; the model is that of
+    :class:`VAEDensityEstimator`, whose ``score_samples`` (log p(x_obs)),
+    ``score`` and ``sample`` it shares.
+
+{parameters}
+
+{attributes}
+
+    See Also
+    --------
+    sklearn.impute.IterativeImputer : Round-robin regression imputation.
+    sklearn.impute.KNNImputer : Imputation from the nearest rows.
+    VAEDensityEstimator : The same model as a density estimator.
+
+    Notes
+    -----
+    The model assumes entries are missing at random (MAR): whether an entry
+    is missing may depend on the observed entries of its row, not on its own
+    value. When it does (values censored above a limit, say), no method that
+    sees only the data can tell, and imputations are biased towards the
+    observed values.
+
+{score_notes}
+
+{references}
+
+    Mattei, P.-A. and Frellsen, J. (2019). MIWAE: Deep Generative Modelling
+    and Imputation of Incomplete Data Sets. ICML.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_iris
+    >>> from skvae import VAEImputer
+    >>> X = load_iris().data
+    >>> X_missing = X.copy()
+    >>> X_missing[::3, 2] = np.nan
+    >>> imputer = VAEImputer(max_iter=5, random_state=0).fit(X_missing)
+    >>> X_filled = imputer.transform(X_missing)
+    >>> bool(np.isnan(X_filled).any()), X_filled.shape
+    (False, (150, 4))
+    """,
+        _PARAMETERS,
+        own_attributes="""\
+indicator_ : MissingIndicator or None
+    The indicator of the features that had missing values at fit, with
+    ``add_indicator=True``; None otherwise.""",
+    )
+
+    _parameter_constraints = constraints(_PARAMETERS)
+    __init__ = make_init(_PARAMETERS)
+
+    _saved_attributes = {**_BaseVAE._saved_attributes, "indicator_": "missing_indicator", "_kept": "any"}
+
+    def transform(self, X):
+        """Fill the missing entries of X; observed entries are returned unchanged.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows with missing entries (``missing_values``).
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features_out)
+            X with every missing entry filled, of X's float dtype; features
+            with no observed value at fit are dropped (or 0 with
+            ``keep_empty_features``), and the indicator columns follow with
+            ``add_indicator``.
+        """
+        check_is_fitted(self)
+        X_all = self._as_nan(self._validated_input(X, reset=False))
+        X = X_all[:, self._kept]
+        self._check_fitted_data(X)
+        filled = _inference.impute(
+            self.net_.module_, X, n_draws=self.n_importance_samples, seed=self._seed,
+            device=self.net_.device, sample=self.sample_posterior,
+        )
+        out = np.zeros_like(X_all) if self.keep_empty_features else X_all[:, self._kept]
+        out[:, self._kept if self.keep_empty_features else slice(None)] = filled
+        if self.indicator_ is not None:
+            out = np.hstack([out, self.indicator_.transform(X_all).astype(out.dtype)])
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features: the kept input features, then the indicator's.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Input feature names; None uses ``feature_names_in_``, or
+            ``x0, x1, ...`` without it.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            Transformed feature names.
+        """
+        check_is_fitted(self)
+        input_features = _check_feature_names_in(self, input_features)
+        names = input_features if self.keep_empty_features else input_features[self._kept]
+        if self.indicator_ is None:
+            return names
+        return np.concatenate([names, self.indicator_.get_feature_names_out(input_features)])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = _is_nan(self.missing_values)
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _validate_rows(self, X, *, reset):
+        """The features the VAE models (those observed at fit), NaN where missing."""
+        X = self._as_nan(self._validated_input(X, reset=reset))
+        if reset:
+            self._kept = ~np.all(np.isnan(X), axis=0) if len(X) else np.ones(X.shape[1], dtype=bool)
+            self.indicator_ = (
+                MissingIndicator(error_on_new=False).fit(X) if self.add_indicator else None
+            )
+        return X[:, self._kept]
+
+    def _validated_input(self, X, *, reset):
+        allow_nan = "allow-nan" if _is_nan(self.missing_values) else True
+        return validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_all_finite=allow_nan, reset=reset, copy=True
+        )
+
+    def _as_nan(self, X):
+        """X with every entry equal to ``missing_values`` set to NaN (in place)."""
+        if not _is_nan(self.missing_values):
+            X[X == self.missing_values] = np.nan
+        return X
+
+
+def _is_nan(value):
+    return isinstance(value, Real) and math.isnan(value)
