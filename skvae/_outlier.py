@@ -5,6 +5,7 @@ from numbers import Real
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
 
+from ._arrays import row_blocks
 from ._base import _BaseVAE
 from ._docstrings import compose
 from ._params import Parameter, constraints, make_init, parameters
@@ -191,10 +192,16 @@ reference_ : ndarray of shape (n_reference, n_features)
 
     def _after_fit(self, X):
         """``reference_`` and ``offset_`` from the training rows (of this call's X)."""
-        # The most complete rows, in a seeded order among equals.
-        order = np.random.default_rng(self._seed).permutation(len(X))
-        order = order[np.argsort(np.isnan(X[order]).sum(axis=1), kind="stable")]
-        self.reference_ = np.asarray(X[np.sort(order[:_REFERENCE_ROWS])], dtype=np.float64)
+        # The most complete rows, drawn at random among equals; X is read in
+        # blocks (it may be memory-mapped) and only row-sized arrays are made.
+        counts = _missing_counts(X)
+        n_reference = min(_REFERENCE_ROWS, len(X))
+        last = np.partition(counts, n_reference - 1)[n_reference - 1]
+        sure = np.flatnonzero(counts < last)
+        ties = np.random.default_rng(self._seed).choice(
+            np.flatnonzero(counts == last), n_reference - len(sure), replace=False
+        )
+        self.reference_ = np.asarray(X[np.sort(np.concatenate([sure, ties]))], dtype=np.float64)
         scores = self._comparable_scores(X)
         if self.contamination != "auto":
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
@@ -213,18 +220,20 @@ reference_ : ndarray of shape (n_reference, n_features)
         observed get mu.
         """
         scores = self._log_density(X)
-        observed = ~np.isnan(X)
-        if observed.all():
+        incomplete = np.flatnonzero(_missing_counts(X))
+        if not len(incomplete):
             return scores
+        observed = ~np.isnan(np.asarray(X[incomplete]))
         patterns, which = np.unique(observed, axis=0, return_inverse=True)
         reference = self.reference_
         full = self._log_density(reference)
         mean, sd = self._pattern_moments(patterns, reference)
+        which = which.ravel()
         with np.errstate(divide="ignore", invalid="ignore"):
-            comparable = full.mean() + full.std() * (scores - mean[which.ravel()]) / sd[which.ravel()]
-        comparable[observed.all(axis=1)] = scores[observed.all(axis=1)]
+            comparable = full.mean() + full.std() * (scores[incomplete] - mean[which]) / sd[which]
         comparable[~observed.any(axis=1)] = full.mean()
-        return comparable
+        scores[incomplete] = comparable
+        return scores
 
     def _pattern_moments(self, patterns, reference):
         """Mean and SD of the reference rows' log p(x_obs) for each pattern, shapes (n_patterns,)."""
@@ -240,3 +249,8 @@ reference_ : ndarray of shape (n_reference, n_features)
     def _auto_batch_size(n_samples):
         """``min(128, n_samples)``: see Notes."""
         return min(128, n_samples)
+
+
+def _missing_counts(X):
+    """The number of NaN entries of each row of X, read in blocks."""
+    return np.concatenate([np.isnan(block).sum(axis=1, dtype=np.int32) for block in row_blocks(X)])
