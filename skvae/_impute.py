@@ -40,7 +40,9 @@ that imputers fitted with different ``random_state`` give multiple
 imputations."""),
 ]
 
-_PARAMETERS = parameters(own=_OWN)
+# Chosen by imputation RMSE on breast cancer, wine, fault and yeast (20% and
+# 50% MCAR, two seeds); see the class Notes.
+_PARAMETERS = parameters(own=_OWN, n_importance_samples=1000, learning_rate_init=1e-3)
 
 
 @register
@@ -57,8 +59,8 @@ class VAEImputer(_BaseVAE, TransformerMixin, BaseEstimator):
     entries unchanged, bit for bit. The API is that of
     :class:`~sklearn.impute.IterativeImputer` and
     :class:`~sklearn.impute.KNNImputer`; the model is that of
-    :class:`VAEDensityEstimator`, whose ``score_samples`` (log p(x_obs)),
-    ``score`` and ``sample`` it shares.
+    :class:`VAEDensityEstimator` (with a Gaussian decoder), whose
+    ``score_samples`` (log p(x_obs)), ``score`` and ``sample`` it shares.
 
 {parameters}
 
@@ -77,6 +79,20 @@ class VAEImputer(_BaseVAE, TransformerMixin, BaseEstimator):
     value. When it does (values censored above a limit, say), no method that
     sees only the data can tell, and imputations are biased towards the
     observed values.
+
+    **Defaults.** ``likelihood='auto'`` is ``'gaussian'`` (the mixture
+    decoder imputed worse on breast cancer). Training maximises IWAE_20
+    (``n_training_importance_samples='auto'``), as MIWAE does: an encoder
+    that sees only part of a row is less exact, and the tighter bound
+    forgives it. The step is 1e-3, and each row's imputation weighs 1,000
+    draws (``n_importance_samples``). These were chosen by imputation error
+    on four data sets (breast cancer, wine, steel-plate faults, yeast; 20%
+    and 50% of entries removed at random), where they cut the RMSE by 0.4
+    to 8% against the shared defaults (IWAE_1, 100 draws, step 2e-3) and
+    were ahead of ``IterativeImputer`` on all four. Fitting takes about four
+    times as long as with the shared defaults (9.9 s against 2.5 s on breast
+    cancer with half its entries missing, on two cores).
+    ``benchmarks/bench_impute.py`` measures them on other data sets too.
 
 {score_notes}
 
@@ -107,6 +123,9 @@ indicator_ : MissingIndicator or None
 
     _parameter_constraints = constraints(_PARAMETERS)
     __init__ = make_init(_PARAMETERS)
+
+    # IWAE_20 training, as MIWAE: see Notes.
+    _auto_training_importance_samples = 20
 
     _saved_attributes = {**_BaseVAE._saved_attributes, "indicator_": "missing_indicator", "_kept": "any"}
 

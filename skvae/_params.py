@@ -49,7 +49,8 @@ rows relies on."""),
               "{'auto', 'gaussian', 'gaussian_mixture', 'bernoulli', 'continuous_bernoulli'}", """\
 Family of the decoder p(x|z). ``'auto'`` is ``'gaussian_mixture'`` for
 :class:`VAEDensityEstimator` and ``'gaussian'`` for
-:class:`VAETransformer` and :class:`VAEOutlierDetector`. ``'gaussian'``:
+:class:`VAETransformer`, :class:`VAEOutlierDetector` and
+:class:`VAEImputer`. ``'gaussian'``:
 real data; the decoder gives the mean, and a standard deviation per
 feature is learned, bounded below by 1e-3 in standardised units.
 ``'gaussian_mixture'``: real data; for each feature the decoder gives the
@@ -101,7 +102,8 @@ step (the encoder runs once). ``'auto'`` is 4 for
 :class:`VAEDensityEstimator`, whose product is the likelihood (on the
 digits validation split IWAE_4 training gained 0.5 nats per sample for
 1.7 times the fit time), and 1 for :class:`VAETransformer`, whose
-product is the encoder, and for :class:`VAEOutlierDetector`."""),
+product is the encoder, and for :class:`VAEOutlierDetector`; 20 for
+:class:`VAEImputer` (see its Notes)."""),
     Parameter("n_importance_samples", 100, _POSITIVE_INT, "int", """\
 K, the number of latent draws per row used by :meth:`score_samples` and
 :meth:`score`. Larger K gives a tighter, less noisy estimate at K times
