@@ -16,12 +16,13 @@ from ._data import (
     check_observed,
     check_support,
     fit_data_map,
+    has_missing,
     hidden_sizes,
 )
-from ._engine import TrainingOptions, build_net, resolve_device, summarize, train
+from ._engine import TrainingOptions, build_net, resolve_device, restored_threads, summarize, train
 from ._likelihoods import LIKELIHOODS
 from ._persistence import save_estimator
-from ._sklearn_compat import InvalidParameterError, _fit_context, validate_parameter_constraints
+from ._sklearn_compat import _fit_context, validate_parameter_constraints
 
 # Early stopping with early_stopping='auto' needs this many held-out rows.
 _MIN_VALIDATION_ROWS = 20
@@ -218,7 +219,8 @@ class _BaseVAE:
         if fresh:
             self._discard_fit()
         try:
-            self._fit_checked(X, incremental=incremental, fresh=fresh)
+            with restored_threads():
+                self._fit_checked(X, incremental=incremental, fresh=fresh)
         except BaseException:
             # Bad input, divergence or an interrupt before the first epoch:
             # a fresh fit leaves the estimator unfitted, never half-built.
@@ -232,7 +234,7 @@ class _BaseVAE:
         if incremental and _is_true(self.early_stopping):
             raise ValueError("partial_fit does not support early_stopping=True.")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        missing = check_observed(X) if fresh else bool(np.isnan(X).any())
+        missing = check_observed(X) if fresh else has_missing(X)
         if fresh:
             net = self._new_net(X, seed, missing=missing)
             self._seed = seed
@@ -279,17 +281,12 @@ class _BaseVAE:
         name = type(self).__name__
         likelihood = self._resolved_likelihood()
         support = LIKELIHOODS[likelihood].support
-        if self.bounds is not None and support != "real":
-            raise InvalidParameterError(
-                "bounds is only used with likelihoods of real values ('gaussian' or "
-                f"'gaussian_mixture'), got likelihood={likelihood!r}; set bounds=None."
-            )
+        low, high = bounds_arrays(self.bounds, X.shape[1], name, likelihood)
         config = dict(
             n_features=X.shape[1], n_components=self.n_components,
             hidden_layer_sizes=hidden_sizes(self.hidden_layer_sizes, name), activation=self.activation,
             likelihood=likelihood, n_mixture_components=self.n_mixture_components, mask_input=missing,
         )
-        low, high = bounds_arrays(self.bounds, X.shape[1], name)
         check_support(X, likelihood, support, low, high)
         power = self._use_power_transform(support)
         if support == "real":
@@ -384,8 +381,6 @@ class _BaseVAE:
             self.net_.module_, X, n_draws=self.n_importance_samples, seed=self._seed,
             bound=self.bound, device=self.net_.device,
         )
-
-    # -- checks of data against the fitted model -------------------------------
 
     def _validate_rows(self, X, *, reset):
         """X as the model takes it: float rows, NaN where an entry is missing."""

@@ -12,6 +12,7 @@ from sklearn.preprocessing import PowerTransformer, StandardScaler
 from skorch.callbacks import Callback
 
 from ._arrays import STREAM_ELEMENTS, row_blocks, rows_as_tensor
+from ._likelihoods import LIKELIHOODS
 from ._sklearn_compat import InvalidParameterError
 from ._transforms import DataMap
 
@@ -58,10 +59,15 @@ def check_n_samples(n_samples):
         )
 
 
-def bounds_arrays(bounds, n_features, owner):
+def bounds_arrays(bounds, n_features, owner, likelihood):
     """``bounds`` as two float arrays of shape (n_features,), or (None, None)."""
     if bounds is None:
         return None, None
+    if LIKELIHOODS[likelihood].support != "real":
+        raise InvalidParameterError(
+            "bounds is only used with likelihoods of real values ('gaussian' or "
+            f"'gaussian_mixture'), got likelihood={likelihood!r}; set bounds=None."
+        )
     try:
         low, high = (np.asarray(b, dtype=float) for b in bounds)
         valid = np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)
@@ -84,6 +90,11 @@ def bounds_arrays(bounds, n_features, owner):
 def column_extremes(X):
     """Each feature's smallest and largest observed value, shape (2, n_features); NaN where none is."""
     return np.stack([np.fmin.reduce(X, axis=0), np.fmax.reduce(X, axis=0)])
+
+
+def has_missing(X):
+    """Whether X has a NaN entry, read in blocks."""
+    return any(np.isnan(block).any() for block in row_blocks(X))
 
 
 def check_observed(X):

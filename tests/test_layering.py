@@ -10,8 +10,8 @@ import skvae
 # never importing an estimator.
 LAYERS = [
     {"_sklearn_compat", "_version", "_arrays", "_bounds", "_transforms"},
-    {"_likelihoods", "_data"},
-    {"_module"},
+    {"_likelihoods"},
+    {"_module", "_data"},
     {"_engine", "_params"},
     {"_inference", "_persistence", "_docstrings"},
     {"_base"},
