@@ -160,7 +160,7 @@ indicator_ : MissingIndicator or None
         return out
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output features: the kept input features, then the indicator's.
+        """Get the names of the output features: the kept input features, then the indicator's.
 
         Parameters
         ----------
