@@ -7,6 +7,13 @@ scored so that higher means more anomalous, then AUROC and average precision.
 Prints one Markdown table: mean over seeds per dataset, the mean over datasets,
 each method's average rank (1 = best) and its total fit and score time.
 
+With ``--missing RATE``, that fraction of the entries is removed at random
+(MCAR, seeded) from the test part (``--missing-in test``) or from both parts
+(``--missing-in both``) after scaling; skvae's detector takes the holes as they
+are, and the other scikit-learn detectors run after an ``IterativeImputer``
+fitted on the training part, the pipeline a user would build
+(``IterativeImputer+IsolationForest`` and so on).
+
 Every detector runs with its library's default parameters (PCA with
 ``n_components='mle'``, Minka's automatic choice, so that probabilistic PCA
 differs from a single full Gaussian). PyOD's detectors are included when PyOD
@@ -17,6 +24,8 @@ Usage::
     PYTHONPATH=. python benchmarks/bench_outliers.py --data-dir ../shared/data/ad
     PYTHONPATH=. python benchmarks/bench_outliers.py --data-dir ../shared/data/ad \\
         --datasets glass wine --seeds 0 --methods skvae IsolationForest
+    PYTHONPATH=. python benchmarks/bench_outliers.py --data-dir ../shared/data/ad \\
+        --missing 0.2 --missing-in both --methods skvae IterativeImputer+IsolationForest
 """
 
 import argparse
@@ -28,10 +37,13 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import LocalOutlierFactor
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skvae import VAEOutlierDetector
@@ -63,10 +75,25 @@ def _pyod_detectors(seed):
     }
 
 
-def detectors(seed, methods=None):
-    """name -> (detector, is_pyod) for the selected methods (all when None)."""
+def _imputed_detectors(seed):
+    """name -> IterativeImputer followed by a scikit-learn detector, for data with holes."""
+    return {
+        f"IterativeImputer+{name}": make_pipeline(IterativeImputer(random_state=seed), det)
+        for name, det in _sklearn_detectors(seed).items()
+        if name != "skvae"
+    }
+
+
+def detectors(seed, methods=None, missing=False):
+    """name -> (detector, is_pyod) for the selected methods (all when None).
+
+    With ``missing``, skvae and the imputed pipelines (PyOD's detectors refuse NaN).
+    """
     found = {name: (det, False) for name, det in _sklearn_detectors(seed).items()}
-    found |= {name: (det, True) for name, det in _pyod_detectors(seed).items()}
+    if missing:
+        found = {"skvae": found["skvae"], **{name: (det, False) for name, det in _imputed_detectors(seed).items()}}
+    else:
+        found |= {name: (det, True) for name, det in _pyod_detectors(seed).items()}
     if methods is None:
         return found
     unknown = set(methods) - set(found)
@@ -93,6 +120,10 @@ def run_one(detector, is_pyod, X_train, X_test):
     fitted = time.perf_counter()
     if is_pyod:
         anomaly = detector.decision_function(X_test)
+    elif hasattr(detector, "decision_function"):
+        # The same ranking as score_samples on complete rows; skvae's puts
+        # rows of every missingness pattern on one scale.
+        anomaly = -detector.decision_function(X_test)
     else:
         anomaly = -detector.score_samples(X_test)
     # A degenerate density (PPCA on collinear features) gives log p = -inf:
@@ -102,12 +133,23 @@ def run_one(detector, is_pyod, X_train, X_test):
     return anomaly, fitted - start, time.perf_counter() - fitted
 
 
-def evaluate(X, y, seeds, methods=None):
+def remove_entries(X, rate, seed):
+    """X with a fraction ``rate`` of its entries set to NaN at random (at least one kept per row)."""
+    removed = np.random.default_rng(seed).uniform(size=X.shape) < rate
+    removed[removed.all(axis=1), 0] = False
+    return np.where(removed, np.nan, X)
+
+
+def evaluate(X, y, seeds, methods=None, missing=0.0, missing_in="test"):
     """name -> dict of mean AUROC, mean AP, total fit and score seconds over the seeds."""
     out = {}
     for seed in seeds:
         X_train, X_test, y_test = split(X, y, seed)
-        for name, (detector, is_pyod) in detectors(seed, methods).items():
+        if missing:
+            X_test = remove_entries(X_test, missing, seed)
+            if missing_in == "both":
+                X_train = remove_entries(X_train, missing, seed + 1000)
+        for name, (detector, is_pyod) in detectors(seed, methods, missing=bool(missing)).items():
             anomaly, fit_s, score_s = run_one(detector, is_pyod, X_train, X_test)
             row = out.setdefault(name, {"auroc": [], "ap": [], "fit_s": 0.0, "score_s": 0.0})
             row["auroc"].append(roc_auc_score(y_test, anomaly))
@@ -153,6 +195,8 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="+", help="dataset names (default: every .npz)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", help="method names (default: all)")
+    parser.add_argument("--missing", type=float, default=0.0, help="fraction of entries removed (MCAR)")
+    parser.add_argument("--missing-in", choices=["test", "both"], default="test")
     args = parser.parse_args(argv)
     names = args.datasets or sorted(p.stem for p in args.data_dir.glob("*.npz"))
     if not names:
@@ -161,11 +205,12 @@ def main(argv=None):
     results = {}
     for name in names:
         data = np.load(args.data_dir / f"{name}.npz")
-        results[name] = evaluate(data["X"], data["y"], args.seeds, args.methods)
+        results[name] = evaluate(data["X"], data["y"], args.seeds, args.methods, args.missing, args.missing_in)
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     print()
     print(format_table(results))
-    print(f"\nseeds {args.seeds}; AUROC (average precision); total {time.perf_counter() - start:.0f} s")
+    holes = f"; {args.missing:.0%} of entries missing in the {args.missing_in} part(s)" if args.missing else ""
+    print(f"\nseeds {args.seeds}{holes}; AUROC (average precision); total {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
