@@ -17,10 +17,6 @@ that a slower or busier machine moves both sides alike. Sections:
 4. ``throughput``: ``transform`` and ``sample`` of 100,000 rows.
 5. ``parallel``: ``GridSearchCV`` wall time with ``n_jobs=1`` and ``n_jobs=2``.
 6. ``import``: ``import skvae`` and ``import torch`` in fresh processes.
-7. ``busy``: fit time of ``VAEDensityEstimator`` and ``VAEOutlierDetector``
-   with another process keeping one core busy, against the same fit on a quiet
-   machine, with skvae's choice of torch threads and with torch's thread count
-   left as it is (the choice switched off).
 
 Run from the project root (about 7 minutes on 2 CPU cores)::
 
@@ -34,7 +30,6 @@ import subprocess
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -439,50 +434,9 @@ def import_section(repeats=5):
     return _table(("statement", f"seconds (median of {repeats} fresh processes)"), rows)
 
 
-# -- section 7: a busy machine --------------------------------------------------------
-
-
-def busy_section(*, rounds):
-    """Fit seconds quiet and with one core busy, with and without skvae's thread choice."""
-    import skvae._engine as engine
-
-    digits = load_digits().data
-    X = (digits + np.random.default_rng(0).uniform(size=digits.shape)) / 17
-    fits = {
-        "VAEDensityEstimator": lambda: VAEDensityEstimator(max_iter=4, early_stopping=False, bounds=(0, 1), random_state=0),
-        "VAEOutlierDetector": lambda: VAEOutlierDetector(max_iter=4, random_state=0),
-    }
-    free = engine.threads_are_free
-    rows = []
-    for name, make in fits.items():
-        for label, choice in (("thread choice (default)", free), (f"{torch.get_num_threads()} threads fixed", lambda: False)):
-            engine.threads_are_free = choice
-            try:
-                quiet = [_timed(lambda: _fit_quietly(make(), X))[0] for _ in range(rounds)]
-                with _busy_core():
-                    busy = [_timed(lambda: _fit_quietly(make(), X))[0] for _ in range(rounds)]
-            finally:
-                engine.threads_are_free = free
-            q, b = np.median(quiet), np.median(busy)
-            rows.append((name, label, f"{q:.2f}", f"{b:.2f}", f"{b / q:.2f}"))
-    return _table(("estimator (digits, 4 epochs)", "threads", "quiet s", "one core busy s", "busy / quiet"), rows)
-
-
-@contextmanager
-def _busy_core():
-    """Another process spinning on one core while the block runs."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    time.sleep(0.5)
-    try:
-        yield
-    finally:
-        spinner.kill()
-        spinner.wait()
-
-
 # -- main ---------------------------------------------------------------------------
 
-SECTIONS = ("fit", "anomaly", "score", "throughput", "parallel", "import", "busy")
+SECTIONS = ("fit", "anomaly", "score", "throughput", "parallel", "import")
 
 
 def main(argv=None):
@@ -519,8 +473,6 @@ def _run_section(section, args, big):
         return throughput_section(big, device=args.device, rounds=args.rounds)
     if section == "parallel":
         return parallel_section(load_digits().data)
-    if section == "busy":
-        return busy_section(rounds=args.rounds)
     return import_section()
 
 

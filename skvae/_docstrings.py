@@ -69,12 +69,8 @@ score does not depend on the other rows scored with it."""
 
 _PARALLEL_NOTES = """\
 Training and scoring run on torch's intra-op thread pool, which torch sizes
-at import from ``OMP_NUM_THREADS`` (all cores by default). Unless that
-count was set (``OMP_NUM_THREADS``, or ``torch.set_num_threads`` after
-importing skvae), a fit on the CPU times its first steps with torch's
-threads and with one and trains with the faster, so that a fit does not
-crawl when another process holds a core; the count is restored when
-``fit`` returns. joblib's default backend (loky) starts the workers of
+at import from ``OMP_NUM_THREADS`` (all cores by default); skvae never
+changes it. joblib's default backend (loky) starts the workers of
 ``GridSearchCV(n_jobs=k)`` or ``cross_validate(n_jobs=k)`` with
 ``OMP_NUM_THREADS`` set to ``cpu_count // k``, so each worker's torch uses
 its share of the cores and they are not oversubscribed. Forcing more

@@ -18,8 +18,6 @@ measures the result.
 """
 
 import math
-import os
-import time
 import warnings
 from contextlib import contextmanager
 from copy import deepcopy
@@ -612,65 +610,6 @@ class TrainingNoise(Callback):
         batch[0]["x"] = y + noise
 
 
-# torch's intra-op threads when skvae was imported: a different count later
-# means the user set one (torch.set_num_threads, threadpoolctl), and it stays.
-_IMPORT_THREADS = torch.get_num_threads()
-_clock = time.perf_counter
-
-
-def threads_are_free():
-    """Whether skvae may choose torch's thread count: nobody set it, and there are several."""
-    return "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() == _IMPORT_THREADS > 1
-
-
-@contextmanager
-def restored_threads():
-    """Run a fit, then give torch back the thread count it had."""
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-class ThreadChoice(Callback):
-    """Time training steps with torch's threads and with one, and keep the faster.
-
-    On a quiet machine a large model gains from several threads; a small one
-    gains little, and when another process holds a core, threads that wait
-    for each other make every step many times slower. The first
-    ``2 * n_steps`` training steps of a call are timed, half with each count
-    (after one untimed step each); the rest of the call (and of the fit that
-    runs it, see ``restored_threads``) uses the faster count.
-    """
-
-    def __init__(self, n_steps=6):
-        self.n_steps = n_steps
-
-    def on_train_begin(self, net, **kwargs):
-        many = torch.get_num_threads()
-        self.plan_ = [many] * (self.n_steps + 1) + [1] * (self.n_steps + 1)
-        self.seconds_ = {many: [], 1: []}
-        self.chosen_ = None
-        self._warm = False
-
-    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
-        if training and self.plan_:
-            torch.set_num_threads(self.plan_[0])
-            self._start = _clock()
-
-    def on_batch_end(self, net, batch=None, training=False, **kwargs):
-        if not (training and self.plan_):
-            return
-        threads = self.plan_.pop(0)
-        if self._warm:
-            self.seconds_[threads].append(_clock() - self._start)
-        self._warm = bool(self.plan_) and self.plan_[0] == threads
-        if not self.plan_:
-            self.chosen_ = min(self.seconds_, key=lambda k: np.median(self.seconds_[k]))
-            torch.set_num_threads(self.chosen_)
-
-
 class TrainingOptions(NamedTuple):
     """What one call of ``train`` does; the estimator resolves it from its parameters."""
 
@@ -790,8 +729,6 @@ def _callbacks(net, options):
     callbacks += [deepcopy(item) for item in options.callbacks]
     if options.training_noise > 0 and net.module_.likelihood.support == "real":
         callbacks.append(("training_noise", TrainingNoise(options.training_noise)))
-    if net.device == "cpu" and threads_are_free():
-        callbacks.append(("threads", ThreadChoice()))
     return callbacks
 
 

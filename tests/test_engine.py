@@ -6,7 +6,7 @@ import torch
 from sklearn.base import clone
 from skorch.callbacks import Callback
 
-from skvae import VAEDensityEstimator, _engine
+from skvae import VAEDensityEstimator
 from skvae._engine import (
     BatchIterator,
     LastGoodState,
@@ -14,11 +14,9 @@ from skvae._engine import (
     Rows,
     StoppingRule,
     StopTraining,
-    ThreadChoice,
     VAENet,
     adam_options,
     cloned_state,
-    threads_are_free,
 )
 from skvae._module import VAEModule
 
@@ -282,47 +280,3 @@ def test_training_with_k_draws_computes_k_importance_weights_per_row():
     assert terms.log_px.shape == terms.kl.shape == (4, 16)
     # With K > 1 the "kl" terms are per-draw log q(z_k|y) - log p(z_k), which take both signs.
     assert (terms.kl < 0).any() and (terms.kl > 0).any()
-
-
-@pytest.fixture
-def torch_threads():
-    """Restore torch's thread count after a test that changes it."""
-    threads = torch.get_num_threads()
-    yield threads
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.parametrize("faster", [1, "many"])
-def test_thread_choice_keeps_the_count_whose_steps_were_faster(faster, monkeypatch, torch_threads):
-    torch.set_num_threads(4)
-    choice = ThreadChoice(n_steps=3)
-    choice.on_train_begin(None)
-    clock = iter(range(1000))
-    # Steps take 1 s with the favoured count, 5 s with the other.
-    for _ in range(8):
-        threads = torch.get_num_threads() if not choice.plan_ else choice.plan_[0]
-        favoured = threads == (1 if faster == 1 else 4)
-        start = float(next(clock)) * 10
-        monkeypatch.setattr(_engine, "_clock", lambda value=start: value)
-        choice.on_batch_begin(None, training=True)
-        monkeypatch.setattr(_engine, "_clock", lambda value=start + (1 if favoured else 5): value)
-        choice.on_batch_end(None, training=True)
-    assert choice.chosen_ == (1 if faster == 1 else 4)
-    assert torch.get_num_threads() == choice.chosen_
-    # The first step of each count is not timed.
-    assert len(choice.seconds_[1]) == len(choice.seconds_[4]) == 3
-
-
-def test_a_fit_gives_torch_its_thread_count_back_and_the_same_model(torch_threads):
-    if not threads_are_free():
-        pytest.skip("torch has one thread here, or its count was set")
-    X = np.random.default_rng(0).normal(size=(400, 6))
-    params = dict(n_components=2, hidden_layer_sizes=(32,), max_iter=3, batch_size=16, random_state=0)
-    chosen = VAEDensityEstimator(**params).fit(X)
-    assert "threads" in dict(chosen.net_.callbacks_)
-    assert torch.get_num_threads() == torch_threads
-    torch.set_num_threads(1)  # set by the user: skvae leaves it
-    single = VAEDensityEstimator(**params).fit(X)
-    assert "threads" not in dict(single.net_.callbacks_)
-    assert torch.get_num_threads() == 1
-    assert single.loss_curve_ == chosen.loss_curve_
