@@ -19,7 +19,7 @@ from ._data import (
     has_missing,
     hidden_sizes,
 )
-from ._engine import TrainingOptions, build_net, resolve_device, restored_threads, summarize, train
+from ._engine import TrainingOptions, build_net, resolve_device, summarize, train
 from ._likelihoods import LIKELIHOODS
 from ._persistence import save_estimator
 from ._sklearn_compat import _fit_context, validate_parameter_constraints
@@ -219,8 +219,7 @@ class _BaseVAE:
         if fresh:
             self._discard_fit()
         try:
-            with restored_threads():
-                self._fit_checked(X, incremental=incremental, fresh=fresh)
+            self._fit_checked(X, incremental=incremental, fresh=fresh)
         except BaseException:
             # Bad input, divergence or an interrupt before the first epoch:
             # a fresh fit leaves the estimator unfitted, never half-built.
