@@ -97,6 +97,11 @@ def has_missing(X):
     return any(np.isnan(block).any() for block in row_blocks(X))
 
 
+def missing_counts(X):
+    """The number of NaN entries of each row of X, read in blocks."""
+    return np.concatenate([np.isnan(block).sum(axis=1, dtype=np.int32) for block in row_blocks(X)])
+
+
 def check_observed(X):
     """Whether X has missing entries (NaN); ValueError if a feature has no observed value."""
     n_observed = sum(np.count_nonzero(~np.isnan(block), axis=0) for block in row_blocks(X))

@@ -5,8 +5,8 @@ from numbers import Real
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
 
-from ._arrays import row_blocks
 from ._base import _BaseVAE
+from ._data import missing_counts
 from ._docstrings import compose
 from ._params import Parameter, constraints, make_init, parameters
 from ._persistence import register
@@ -194,7 +194,7 @@ reference_ : ndarray of shape (n_reference, n_features)
         """``reference_`` and ``offset_`` from the training rows (of this call's X)."""
         # The most complete rows, drawn at random among equals; X is read in
         # blocks (it may be memory-mapped) and only row-sized arrays are made.
-        counts = _missing_counts(X)
+        counts = missing_counts(X)
         n_reference = min(_REFERENCE_ROWS, len(X))
         last = np.partition(counts, n_reference - 1)[n_reference - 1]
         sure = np.flatnonzero(counts < last)
@@ -202,14 +202,14 @@ reference_ : ndarray of shape (n_reference, n_features)
             np.flatnonzero(counts == last), n_reference - len(sure), replace=False
         )
         self.reference_ = np.asarray(X[np.sort(np.concatenate([sure, ties]))], dtype=np.float64)
-        scores = self._comparable_scores(X)
+        scores = self._comparable_scores(X, counts)
         if self.contamination != "auto":
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         else:
             q1, q3 = np.percentile(scores, [25, 75])
             self.offset_ = float(q1 - _TUKEY_K * (q3 - q1))
 
-    def _comparable_scores(self, X):
+    def _comparable_scores(self, X, counts=None):
         """log p(x_obs) of validated rows, those with missing entries put on the complete rows' scale.
 
         A row of pattern P (its observed features) scores mu + sd * (s - mu_P) / sd_P,
@@ -220,7 +220,7 @@ reference_ : ndarray of shape (n_reference, n_features)
         observed get mu.
         """
         scores = self._log_density(X)
-        incomplete = np.flatnonzero(_missing_counts(X))
+        incomplete = np.flatnonzero(missing_counts(X) if counts is None else counts)
         if not len(incomplete):
             return scores
         observed = ~np.isnan(np.asarray(X[incomplete]))
@@ -249,8 +249,3 @@ reference_ : ndarray of shape (n_reference, n_features)
     def _auto_batch_size(n_samples):
         """``min(128, n_samples)``: see Notes."""
         return min(128, n_samples)
-
-
-def _missing_counts(X):
-    """The number of NaN entries of each row of X, read in blocks."""
-    return np.concatenate([np.isnan(block).sum(axis=1, dtype=np.int32) for block in row_blocks(X)])

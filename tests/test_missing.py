@@ -267,3 +267,17 @@ def test_detector_finds_anomalies_among_incomplete_rows():
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(labels, -od.decision_function(test)) > 0.95
+
+
+def test_detector_reference_rows_are_the_most_complete_training_rows():
+    X, _, _ = _linear_gaussian(600)
+    X = _remove(X, 0.3, 0)
+    complete = ~np.isnan(X).any(axis=1)
+    n_complete = int(complete.sum())
+    assert 0 < n_complete < 256
+    od = VAEOutlierDetector(**FAST).fit(X)
+    # Every complete row first, then the rows with one missing entry.
+    assert len(od.reference_) == 256
+    n_missing = np.isnan(od.reference_).sum(axis=1)
+    assert np.sum(n_missing == 0) == n_complete
+    assert n_missing.max() <= np.sort(np.isnan(X).sum(axis=1))[255]
