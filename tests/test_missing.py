@@ -281,3 +281,22 @@ def test_detector_reference_rows_are_the_most_complete_training_rows():
     n_missing = np.isnan(od.reference_).sum(axis=1)
     assert np.sum(n_missing == 0) == n_complete
     assert n_missing.max() <= np.sort(np.isnan(X).sum(axis=1))[255]
+
+
+def test_detector_feature_drops_are_the_reference_rows_scored_without_that_feature():
+    # The calibration of a pattern adds up one drop per missing feature; each
+    # drop is the reference rows' score lost by hiding that feature alone,
+    # and 0 where a reference row lacks the feature already.
+    X = _remove(_linear_gaussian(600)[0], 0.3, 0)
+    od = VAEOutlierDetector(**FAST).fit(X)
+    full, drops = od._reference_drops()
+    reference = od.reference_
+    np.testing.assert_array_equal(full, od.score_samples(reference))
+    for feature in range(X.shape[1]):
+        hidden = reference.copy()
+        hidden[:, feature] = np.nan
+        np.testing.assert_allclose(drops[feature], full - od.score_samples(hidden), atol=1e-9)
+    assert np.all(drops[np.isnan(reference).T] == 0) and np.isnan(reference).any()
+    # Another scoring setting gets drops of its own.
+    od.set_params(n_importance_samples=4)
+    np.testing.assert_array_equal(od._reference_drops()[0], od.score_samples(reference))
