@@ -33,14 +33,21 @@ def log_marginal(module, X, *, n_draws, seed, bound, device):
     by every row (common random numbers), so a row's score depends neither on
     the other rows scored with it nor on the chunking.
     """
-    eps = torch.randn(n_draws, module.n_components, generator=torch.Generator().manual_seed(seed))
+    eps, refine_eps = _draws(module, n_draws, seed)
     width = _widest_layer(module)
     rows = _chunk_rows(CHUNK_ELEMENTS // (n_draws * width))
     k_chunk = max(1, CHUNK_ELEMENTS // (rows * width))
     scores = _map_rows(
-        lambda x: module.log_marginal(x, eps, bound=bound, k_chunk=k_chunk), X, rows, device
+        lambda x: module.log_marginal(x, eps, bound=bound, k_chunk=k_chunk, refine_eps=refine_eps), X, rows, device
     )
     return scores.astype(np.float64)
+
+
+def _draws(module, n_draws, seed):
+    """K standard normal draws for a bound or an imputation, and K others that refine its proposal."""
+    generator = torch.Generator().manual_seed(seed)
+    eps = torch.randn(n_draws, module.n_components, generator=generator)
+    return eps, torch.randn(n_draws, module.n_components, generator=generator)
 
 
 def posterior_mean(module, X, *, device):
@@ -120,20 +127,22 @@ def impute(module, X, *, n_draws, seed, device, sample=False):
     conditional mean E[x_miss|x_obs] = sum_k w_k E[x_miss|z_k]; ``sample=True``
     draws x_miss ~ p(x_miss|z_k) for one k drawn with probabilities w
     (sampling-importance-resampling), a draw from p(x_miss|x_obs) as K grows.
+    The proposal of a model trained on complete rows is refined first
+    (``_module.VAEModule.posterior``).
     """
-    eps = torch.randn(n_draws, module.n_components, generator=torch.Generator().manual_seed(seed))
+    eps, refine_eps = _draws(module, n_draws, seed)
     rows = _chunk_rows(CHUNK_ELEMENTS // (n_draws * _widest_layer(module)))
     generator = torch.Generator(device=device).manual_seed(seed + 1) if sample else None
     filled = _map_rows(
-        lambda x: _impute_rows(module, x, eps, generator), X, rows, device
+        lambda x: _impute_rows(module, x, eps, refine_eps, generator), X, rows, device
     ).reshape(X.shape)
     return np.where(np.isnan(X), filled, X)
 
 
-def _impute_rows(module, x, eps, generator):
+def _impute_rows(module, x, eps, refine_eps, generator):
     """Imputations of one chunk of rows (see ``impute``)."""
     y, _, mask = module.preprocess(x)
-    qz, pz = module.encode(y, mask, capped=True), module.prior()
+    qz, pz = module.posterior(y, mask, refine_eps), module.prior()
     z = qz.base_dist.loc + qz.base_dist.scale * eps.to(y)[:, None, :]
     px = module.decode(z)
     log_w = log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask)

@@ -37,6 +37,12 @@ MIN_LATENT_SCALE = 1e-4
 # outside the training data.
 MAX_LATENT_LOC = 1e3
 MAX_LATENT_SCALE = 1e2
+# Rounds of "fill, then encode again" that give a row with missing entries its
+# proposal when the encoder never saw a hole (``posterior``). On a 16-feature
+# oracle with 30% of entries missing, IWAE_100 of a model trained on complete
+# rows was 7.0 nats below the exact log p(x_obs) from the zero-filled
+# encoding; after 1, 2, 4 and 6 rounds, 1.7, 0.82, 0.48 and 0.45 nats.
+REFINE_ROUNDS = 4
 
 
 class ModelRows(NamedTuple):
@@ -194,7 +200,59 @@ class VAEModule(nn.Module):
             kl = qz.log_prob(z) - pz.log_prob(z)
         return TrainingTerms(observed_log_prob(self.decode(z), y, mask), kl, log_det.to(y.dtype))
 
-    def log_marginal(self, x, eps, *, bound="iwae", k_chunk=None):
+    def posterior(self, y, mask, eps=None, *, k_chunk=None):
+        """q(z|y) for inference, refined for rows with missing entries if the encoder never saw one.
+
+        An encoder trained on complete rows (no ``mask_input``) reads a
+        missing entry as 0, the training mean, and from such a row its
+        posterior can be far from p(z|x_obs): a poor proposal, and a loose
+        bound. For those rows, ``REFINE_ROUNDS`` times: fill the missing
+        entries with E[y_miss|y_obs] under the current proposal
+        (self-normalised importance sampling with the draws ``eps``, shape
+        (K, n_components)) and encode the filled row. The bound of log p(x_obs)
+        stays a bound: any proposal that depends on x_obs alone gives one, and
+        ``eps`` must be other draws than those of the bound. An encoder trained
+        with holes (``mask_input``) is the proposal it was trained to be: on
+        the same oracle refining it tightened the bound by 0.08 nats only, and
+        made imputations worse (breast cancer, 50% missing: MSE 0.299 against
+        0.274). Complete rows keep the encoder's posterior.
+        """
+        qz = self.encode(y, mask, capped=True)
+        incomplete = None if self.mask_input or mask is None or eps is None else ~mask.all(-1)
+        if incomplete is None or not incomplete.any():
+            return qz
+        for _ in range(REFINE_ROUNDS):
+            filled = torch.where(mask, y, self._conditional_mean(y, mask, qz, eps, k_chunk))
+            refined = self.encode(filled, None, capped=True).base_dist
+            loc = torch.where(incomplete[:, None], refined.loc, qz.base_dist.loc)
+            scale = torch.where(incomplete[:, None], refined.scale, qz.base_dist.scale)
+            qz = Independent(Normal(loc, scale, validate_args=False), 1)
+        return qz
+
+    def _conditional_mean(self, y, mask, qz, eps, k_chunk):
+        """E[y|y_obs] per entry by self-normalised importance sampling from ``qz``, y's dtype.
+
+        The weights are normalised across chunks of draws as they come
+        (a running maximum), so memory is that of one chunk.
+        """
+        pz, loc, scale = self.prior(), qz.base_dist.loc, qz.base_dist.scale
+        top = total = weighted = None
+        for e in eps.to(loc).split(k_chunk or len(eps)):
+            z = loc + scale * e[:, None, :]
+            px = self.decode(z)
+            log_w = log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask).double()
+            new_top = log_w.amax(0) if top is None else torch.maximum(top, log_w.amax(0))
+            w = torch.exp(log_w - new_top)
+            part, part_weighted = w.sum(0), (w[..., None] * px.mean.double()).sum(0)
+            if top is None:
+                total, weighted = part, part_weighted
+            else:
+                shrink = torch.exp(top - new_top)
+                total, weighted = total * shrink + part, weighted * shrink[:, None] + part_weighted
+            top = new_top
+        return (weighted / total[:, None]).to(y.dtype)
+
+    def log_marginal(self, x, eps, *, bound="iwae", k_chunk=None, refine_eps=None):
         """IWAE_K or ELBO estimate of log p(x) in data space, float64 of shape (n,).
 
         ``eps`` of shape (K, n_components) holds standard normal draws shared by
@@ -202,9 +260,11 @@ class VAEModule(nn.Module):
         which rows are scored with it. With missing entries (NaN) it estimates
         log p(x_obs), the density of the observed entries; a row with none
         observed gets exactly 0, the log-probability of the sure event.
+        Given ``refine_eps``, other draws than ``eps``, such a row's proposal
+        is refined first (``posterior``).
         """
         y, log_det, mask = self.preprocess(x)
-        qz = self.encode(y, mask, capped=True)
+        qz = self.posterior(y, mask, refine_eps, k_chunk=k_chunk)
         pz = self.prior()
         loc, scale = qz.base_dist.loc, qz.base_dist.scale
         eps = eps.to(loc)
