@@ -155,6 +155,21 @@ def test_imputed_means_match_the_gaussian_conditional_mean():
     assert np.sqrt(np.mean((filled[holes] - truth[holes]) ** 2)) < 0.15 * spread
 
 
+def test_an_imputer_fitted_on_complete_rows_imputes_conditional_means():
+    # Its encoder never saw a hole; the refined proposal still gives
+    # E[x_miss | x_obs] of the fitted model: RMSE 0.08 of a spread of 0.76
+    # (from the zero-filled encoding: 0.60).
+    X, mean, cov = _linear_gaussian(3000)
+    imputer = VAEImputer(learning_rate_init=1e-2, n_iter_no_change=30, n_importance_samples=500, **LINEAR)
+    X_missing = _remove(X[2000:], 0.3, 0)
+    filled = imputer.fit(X[:2000]).transform(X_missing)
+    assert not imputer.net_.module_.mask_input
+    holes = np.isnan(X_missing) & ~np.all(np.isnan(X_missing), axis=1, keepdims=True)
+    spread = np.sqrt(np.mean((X[2000:][holes] - _conditional_means(X_missing, mean, cov)[holes]) ** 2))
+    fitted = _conditional_means(X_missing, *_fitted_moments(imputer))
+    assert np.sqrt(np.mean((filled[holes] - fitted[holes]) ** 2)) < 0.15 * spread
+
+
 def test_posterior_samples_follow_the_conditional_distribution():
     X, mean, cov = _linear_gaussian(3000)
     X_missing = _remove(X, 0.3, 0)
