@@ -111,9 +111,9 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
     for one missing feature and for independent features; on the anomaly
     suite of ``benchmarks/README.md`` with 20% of test entries removed it
     ranked as scoring through each pattern did (mean AUROC 0.696 both ways,
-    within 0.011 on each dataset) in a tenth of the time. Rows drawn from the model
-    instead of training rows calibrated worse: its importance-weighted
-    bound is looser on rows it was not trained on.
+    within 0.011 on each dataset) in a tenth of the time. Rows drawn from
+    the model instead of training rows calibrated worse: its
+    importance-weighted bound is looser on rows it was not trained on.
 
     The other defaults differ from the density estimator's too: a smaller
     model (``n_components=8``, ``hidden_layer_sizes=(128, 128)``, ReLU), one
