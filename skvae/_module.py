@@ -222,6 +222,9 @@ class VAEModule(nn.Module):
         incomplete = None if self.mask_input or mask is None or eps is None else ~mask.all(-1)
         if incomplete is None or not incomplete.any():
             return qz
+        # Every row of the chunk goes through the rounds, complete ones too:
+        # refining a subset would change which rows share a BLAS tile, and a
+        # row's result would then depend on the rows scored with it.
         for _ in range(REFINE_ROUNDS):
             filled = torch.where(mask, y, self._conditional_mean(y, mask, qz, eps, k_chunk))
             refined = self.encode(filled, None, capped=True).base_dist

@@ -249,9 +249,9 @@ reference_ : ndarray of shape (n_reference, n_features)
         """log p(x') of the reference rows, and how much hiding each feature alone lowers it.
 
         Returns arrays of shapes (n_reference,) and (n_features, n_reference);
-        a feature a reference row lacks drops by 0 (its score is unchanged). Computed once per model
-        and scoring setting (``n_importance_samples``, ``bound``), on first
-        need: n_features + 1 scores per reference row.
+        a feature a reference row lacks drops by 0 (its score is unchanged).
+        Computed once per model and scoring setting (``n_importance_samples``,
+        ``bound``), on first need: n_features + 1 scores per reference row.
         """
         key = (self.n_importance_samples, self.bound)
         if getattr(self, "_drops", None) is None or self._drops[0] != key:
