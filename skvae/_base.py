@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import _inference
 from ._data import (
@@ -22,7 +22,8 @@ from ._data import (
 from ._engine import TrainingOptions, build_net, resolve_device, summarize, train
 from ._likelihoods import LIKELIHOODS
 from ._persistence import save_estimator
-from ._sklearn_compat import _fit_context, validate_parameter_constraints
+from ._sklearn_compat import _check_feature_names, _check_n_features, _fit_context, validate_parameter_constraints
+from ._tabular import INTEGER, REAL, TableSchema
 
 # Early stopping with early_stopping='auto' needs this many held-out rows.
 _MIN_VALIDATION_ROWS = 20
@@ -52,6 +53,7 @@ class _BaseVAE:
         "validation_scores_": "any",
         "best_validation_score_": "any",
         "_seed": "count",
+        "_table": "any",
     }
     _auto_likelihood = "gaussian"
     _auto_training_importance_samples = 1
@@ -169,13 +171,15 @@ class _BaseVAE:
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features)
-            Rows in data space.
+        X : ndarray or DataFrame of shape (n_samples, n_features)
+            Rows in data space; fitted on a pandas DataFrame, a DataFrame
+            with its columns, dtypes and category sets (integer columns
+            stay integers, categorical ones hold their levels).
         """
         check_is_fitted(self)
         check_n_samples(n_samples)
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        return _inference.sample(self.net_.module_, n_samples, seed=seed, device=self.net_.device)
+        return self._as_table(_inference.sample(self.net_.module_, n_samples, seed=seed, device=self.net_.device))
 
     def save(self, path):
         """Write the fitted estimator to a file that loads without unpickling.
@@ -280,6 +284,10 @@ class _BaseVAE:
         name = type(self).__name__
         likelihood = self._resolved_likelihood()
         support = LIKELIHOODS[likelihood].support
+        table = self._model_table()
+        mixed = table is not None and not table.plain
+        if mixed:
+            _check_table_settings(likelihood, support, self.bounds)
         low, high = bounds_arrays(self.bounds, X.shape[1], name, likelihood)
         config = dict(
             n_features=X.shape[1], n_components=self.n_components,
@@ -288,7 +296,11 @@ class _BaseVAE:
         )
         check_support(X, likelihood, support, low, high)
         power = self._use_power_transform(support)
-        if support == "real":
+        if mixed:
+            config["columns"] = {"kinds": table.kinds, "n_levels": table.n_levels}
+            numeric = [j for j, kind in enumerate(table.kinds) if kind in (REAL, INTEGER)]
+            config["data_map"] = fit_data_map(np.asarray(X)[:, numeric], power=power) if numeric else []
+        elif support == "real":
             config["data_map"] = fit_data_map(X, low=low, high=high, power=power)
         device = resolve_device(self.device)
         return build_net(config, device=device, learning_rate_init=self.learning_rate_init, seed=seed)
@@ -383,7 +395,43 @@ class _BaseVAE:
 
     def _validate_rows(self, X, *, reset):
         """X as the model takes it: float rows, NaN where an entry is missing."""
-        return validate_data(self, X, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", reset=reset)
+        return self._read_table(X, reset=reset)
+
+    def _read_table(self, X, *, reset, ensure_all_finite="allow-nan", copy=False):
+        """X as float rows: a mixed table's codes (``_tabular``), or ``validate_data``'s array.
+
+        At fit (``reset``) the table's schema is inferred and kept in
+        ``_table``: None for an array without ``categorical_features``, whose
+        path is unchanged.
+        """
+        if reset:
+            table = TableSchema.infer(X, self.categorical_features, type(self).__name__)
+            self._table = None if table is None else table.to_dict()
+        table = self._schema()
+        if table is None or table.plain:
+            return validate_data(
+                self, X, dtype=[np.float64, np.float32], ensure_all_finite=ensure_all_finite, reset=reset, copy=copy
+            )
+        _check_feature_names(self, X, reset=reset)
+        _check_n_features(self, X, reset=reset)
+        codes = table.encode(
+            X, handle_unknown="error" if reset else self.handle_unknown, where="fit" if reset else "transform"
+        )
+        return check_array(codes, dtype=np.float64, ensure_all_finite="allow-nan")
+
+    def _schema(self):
+        """The fitted table's ``TableSchema``, or None (fitted on an array without categories)."""
+        table = getattr(self, "_table", None)
+        return None if table is None else TableSchema(**table)
+
+    def _model_table(self):
+        """The schema of the columns the model reads (a subclass may drop some)."""
+        return self._schema()
+
+    def _as_table(self, codes, index=None):
+        """Model output (codes) as the user's table: a DataFrame when fitted on one, else the array."""
+        table = self._model_table()
+        return codes if table is None else table.decode(codes, index)
 
     def _validate_fitted(self, X):
         check_is_fitted(self)
@@ -397,6 +445,20 @@ class _BaseVAE:
         likelihood = module.arguments["likelihood"]
         check_support(X, likelihood, LIKELIHOODS[likelihood].support, *module.data_map.bounds())
         check_in_range(module, X, self.net_.device)
+
+
+def _check_table_settings(likelihood, support, bounds):
+    """Refuse settings that a table of categorical or integer columns cannot take."""
+    if support != "real":
+        raise ValueError(
+            "A table with categorical or integer columns needs a likelihood of real values for its "
+            f"numeric columns ('auto', 'gaussian' or 'gaussian_mixture'), got likelihood={likelihood!r}."
+        )
+    if bounds is not None:
+        raise ValueError(
+            "bounds applies to tables of real columns only; this one has categorical or integer "
+            "columns. Set bounds=None (integer columns are modelled as integers)."
+        )
 
 
 def _is_true(value):

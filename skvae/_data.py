@@ -153,7 +153,8 @@ def check_in_range(module, X, device):
     # Every step is monotone per feature: each feature's extremes bound its values.
     ends = torch.from_numpy(column_extremes(X).astype(np.float64))
     with torch.inference_mode():
-        distance = module.data_map(ends.to(device))[0].nan_to_num(0.0).abs().max().item()
+        ends = module.numeric_columns(ends.to(device))
+        distance = module.data_map(ends)[0].nan_to_num(0.0).abs().max().item() if ends.numel() else 0.0
     if not distance <= MAX_STANDARDISED:
         raise ValueError(
             f"X has values {distance:.3g} training standard deviations from the training "

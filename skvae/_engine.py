@@ -80,10 +80,12 @@ class ModelSpaceRows(torch.utils.data.Dataset):
         True where an entry is observed; None when all are.
     """
 
-    def __init__(self, y, log_det, mask=None):
+    def __init__(self, y, log_det, mask=None, bins=None):
         self.tensors = {"x": y, "log_det": log_det}
         if mask is not None:
             self.tensors["mask"] = mask
+        if bins is not None:
+            self.tensors["bins"] = bins
 
     @classmethod
     def from_data(cls, module, X, *, chunk_rows=65536):
@@ -93,10 +95,10 @@ class ModelSpaceRows(torch.utils.data.Dataset):
         with torch.no_grad():
             for start in range(0, len(X), chunk_rows):
                 blocks.append(_model_space(module, rows_as_tensor(X[start : start + chunk_rows]).to(device)))
-        if not any("mask" in block for block in blocks):
-            return cls(torch.cat([b["x"] for b in blocks]), torch.cat([b["log_det"] for b in blocks]))
-        blocks = [_with_mask(block) for block in blocks]
-        return cls(*(torch.cat([b[key] for b in blocks]) for key in ("x", "log_det", "mask")))
+        if any("mask" in block for block in blocks):
+            blocks = [_with_mask(block) for block in blocks]
+        keys = ("x", "log_det", "mask", "bins")
+        return cls(*(torch.cat([b[key] for b in blocks]) if key in blocks[0] else None for key in keys))
 
     def __len__(self):
         return len(self.tensors["x"])
@@ -110,10 +112,12 @@ class ModelSpaceRows(torch.utils.data.Dataset):
 
 def _model_space(module, x):
     """A batch dict of rows x mapped by ``module.preprocess``, on the CPU."""
-    y, log_det, mask = module.preprocess(x)
+    y, log_det, mask, bins = module.preprocess(x)
     batch = {"x": y.cpu(), "log_det": log_det.to(y.dtype).cpu()}
     if mask is not None:
         batch["mask"] = mask.cpu()
+    if bins is not None:
+        batch["bins"] = bins.cpu()
     return batch
 
 
@@ -607,6 +611,9 @@ class TrainingNoise(Callback):
         noise = self.std * torch.randn(y.shape, generator=self.generator_, device=y.device, dtype=y.dtype)
         if "mask" in batch[0]:
             noise = noise * batch[0]["mask"]  # missing entries stay at 0
+        entries = net.module_.noise_entries()
+        if entries is not None:
+            noise = noise * entries  # a table's real columns only
         batch[0]["x"] = y + noise
 
 

@@ -6,7 +6,7 @@ from numbers import Real
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import MissingIndicator
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import _inference
 from ._base import _BaseVAE
@@ -147,16 +147,43 @@ indicator_ : MissingIndicator or None
         """
         check_is_fitted(self)
         X_all = self._as_nan(self._validated_input(X, reset=False))
-        X = X_all[:, self._kept]
-        self._check_fitted_data(X)
+        X_kept = X_all[:, self._kept]
+        self._check_fitted_data(X_kept)
         filled = _inference.impute(
-            self.net_.module_, X, n_draws=self.n_importance_samples, seed=self._seed,
+            self.net_.module_, X_kept, n_draws=self.n_importance_samples, seed=self._seed,
             device=self.net_.device, sample=self.sample_posterior,
         )
+        table = self._schema()
+        if table is not None and not table.plain:
+            return self._filled_table(X, X_all, filled, table)
         out = np.zeros_like(X_all) if self.keep_empty_features else X_all[:, self._kept]
         out[:, self._kept if self.keep_empty_features else slice(None)] = filled
         if self.indicator_ is not None:
             out = np.hstack([out, self.indicator_.transform(X_all).astype(out.dtype)])
+        return out
+
+    def _filled_table(self, X, X_all, filled, table):
+        """The imputed codes of a mixed table as a DataFrame (or array) of its fitted types.
+
+        A column with no observed value at fit is dropped, or kept with
+        ``keep_empty_features``: 0 if numeric, missing if categorical (it has
+        no level to fill with).
+        """
+        codes = X_all.copy()
+        codes[:, self._kept] = filled
+        empty = np.flatnonzero(~self._kept)
+        for j in empty:
+            codes[:, j] = np.nan if table.kinds[j] == "categorical" else 0.0
+        keep = np.ones(len(self._kept), dtype=bool) if self.keep_empty_features else self._kept
+        out = table.subset(keep).decode(codes[:, keep], index=getattr(X, "index", None))
+        if self.indicator_ is None:
+            return out
+        indicator = self.indicator_.transform(X_all)
+        if not table.frame:
+            return np.hstack([out, indicator.astype(out.dtype)])
+        names = self.get_feature_names_out()[out.shape[1]:]
+        for name, values in zip(names, indicator.T):
+            out[name] = values
         return out
 
     def get_feature_names_out(self, input_features=None):
@@ -198,9 +225,19 @@ indicator_ : MissingIndicator or None
 
     def _validated_input(self, X, *, reset):
         allow_nan = "allow-nan" if _is_nan(self.missing_values) else True
-        return validate_data(
-            self, X, dtype=[np.float64, np.float32], ensure_all_finite=allow_nan, reset=reset, copy=True
-        )
+        X = self._read_table(X, reset=reset, ensure_all_finite=allow_nan, copy=True)
+        table = self._schema()
+        if table is not None and not table.plain and not _is_nan(self.missing_values):
+            raise ValueError(
+                "A table with categorical or integer columns marks its missing entries as pandas "
+                f"does (NaN, None, pd.NA); set missing_values=np.nan, got {self.missing_values!r}."
+            )
+        return X
+
+    def _model_table(self):
+        """The schema of the features the model reads: those observed at fit."""
+        table = self._schema()
+        return None if table is None else table.subset(self._kept)
 
     def _as_nan(self, X):
         """X with every entry equal to ``missing_values`` set to NaN (in place)."""

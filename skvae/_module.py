@@ -16,7 +16,7 @@ from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
 from ._bounds import chunked_bound, log_importance_weights, observed_log_prob
-from ._likelihoods import LIKELIHOODS
+from ._likelihoods import LIKELIHOODS, TableRows
 from ._transforms import DataMap
 
 ACTIVATIONS = {
@@ -49,9 +49,121 @@ REFINE_ROUNDS = 4
 class ModelRows(NamedTuple):
     """Rows mapped to model space (see ``VAEModule.preprocess``)."""
 
-    y: torch.Tensor  # (n, n_features), the module's dtype; 0 where missing
-    log_det: torch.Tensor  # (n,) float64: log |dy/dx| over the observed entries
-    mask: torch.Tensor = None  # (n, n_features) bool, True where observed; None when all are
+    y: torch.Tensor  # (n, width), the module's dtype; 0 where missing
+    log_det: torch.Tensor  # (n,) float64: log |dy/dx| over the observed real entries
+    mask: torch.Tensor = None  # (n, width) bool, True where observed; None when all are
+    bins: torch.Tensor = None  # (n, n_integer, 2) float64: integers' intervals in model space
+
+
+class TableLayout(nn.Module):
+    """Where each column of a mixed table sits in model space, and the blocks of its categories.
+
+    Model space is ``[numeric | indicators]``: the real and integer columns
+    in table order, then one block of ``n_levels`` indicators per
+    categorical column (one-hot; all 0 where the entry is missing).
+
+    Parameters
+    ----------
+    kinds : list of {'real', 'integer', 'categorical'}
+        One per table column.
+    n_levels : list of int
+        Levels of each column (0 for numeric ones).
+    """
+
+    def __init__(self, kinds, n_levels):
+        super().__init__()
+        self.kinds, self.n_levels_of = list(kinds), list(n_levels)
+        numeric = [j for j, k in enumerate(kinds) if k != "categorical"]
+        categorical = [j for j, k in enumerate(kinds) if k == "categorical"]
+        levels = [n_levels[j] for j in categorical]
+        self.n_numeric, self.n_categorical = len(numeric), len(categorical)
+        self.n_indicators = sum(levels)
+        self.width = self.n_numeric + self.n_indicators
+        self.max_levels = max(levels, default=0)
+        integer = [i for i, j in enumerate(numeric) if kinds[j] == "integer"]
+        self.n_integer = len(integer)
+        block = [b for b, n in enumerate(levels) for _ in range(n)]
+        level = [v for n in levels for v in range(n)]
+        offsets = [sum(levels[:b]) for b in range(len(levels))]
+        for name, values, dtype in [
+            ("numeric", numeric, torch.long), ("categorical", categorical, torch.long),
+            ("integer", integer, torch.long), ("block", block, torch.long), ("offsets", offsets, torch.long),
+            ("padded", [b * self.max_levels + v for b, v in zip(block, level)], torch.long),
+            ("real", [kinds[j] == "real" for j in numeric], torch.bool),
+        ]:
+            self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)
+
+    def to_model(self, x, data_map):
+        """``ModelRows`` of table rows x (codes, NaN where missing) through the numeric data map."""
+        missing = torch.isnan(x)
+        observed = None if not missing.any() else ~missing
+        numeric = x.index_select(1, self.numeric)
+        numeric_observed = None if observed is None else observed.index_select(1, self.numeric)
+        # Only the real columns have a Jacobian: an integer's probability is a mass.
+        jacobian = self.real.expand_as(numeric) if numeric_observed is None else numeric_observed & self.real
+        y, log_det = data_map(numeric, jacobian)
+        bins = None
+        if self.n_integer:
+            values = numeric.index_select(1, self.integer).to(torch.float64).nan_to_num(0.0)
+            ends = []
+            for shift in (-0.5, 0.5):
+                moved = numeric.to(torch.float64).index_copy(1, self.integer, values + shift)
+                ends.append(data_map(moved)[0].index_select(1, self.integer))
+            bins = torch.stack(ends, dim=-1)
+        codes = x.index_select(1, self.categorical)
+        present = ~torch.isnan(codes)
+        positions = (self.offsets + codes.nan_to_num(0.0).long()).clamp(max=max(self.n_indicators - 1, 0))
+        indicators = x.new_zeros((len(x), self.n_indicators)).scatter_(1, positions, present.to(x.dtype))
+        mask = None
+        if observed is not None:
+            y = y.masked_fill(~numeric_observed, 0.0)
+            mask = torch.cat([numeric_observed, present.index_select(1, self.block)], dim=1)
+        return y, indicators, log_det, mask, bins
+
+    def block_log_softmax(self, logits):
+        """Each indicator's level log-probability: a log-softmax within each block."""
+        if not self.n_categorical:
+            return logits
+        padded = logits.new_full((*logits.shape[:-1], self.n_categorical * self.max_levels), -torch.inf)
+        padded = padded.index_copy(-1, self.padded, logits)
+        per_block = padded.unflatten(-1, (self.n_categorical, self.max_levels)).log_softmax(-1)
+        return per_block.flatten(-2).index_select(-1, self.padded)
+
+    def _blocks(self, values, fill):
+        """(..., n_indicators) -> (..., n_categorical, max_levels), ``fill`` in the padding."""
+        padded = values.new_full((*values.shape[:-1], self.n_categorical * self.max_levels), fill)
+        return padded.index_copy(-1, self.padded, values).unflatten(-1, (self.n_categorical, self.max_levels))
+
+    def most_probable(self, probs):
+        """The level of highest value in each block, shape (..., n_categorical)."""
+        return self._blocks(probs, -torch.inf).argmax(-1)
+
+    def draw_levels(self, probs, generator=None):
+        """One level per block drawn with the block's probabilities, shape (..., n_categorical)."""
+        if not self.n_categorical:
+            return probs.new_zeros(probs.shape[:-1] + (0,), dtype=torch.long)
+        blocks = self._blocks(probs, 0.0)
+        flat = blocks.reshape(-1, self.max_levels)
+        return torch.multinomial(flat, 1, generator=generator).reshape(blocks.shape[:-1])
+
+    def indicators(self, levels, dtype):
+        """One-hot blocks of levels (..., n_categorical), shape (..., n_indicators)."""
+        out = torch.zeros((*levels.shape[:-1], self.n_indicators), dtype=dtype, device=levels.device)
+        return out.scatter_(-1, self.offsets + levels, 1.0)
+
+    def to_codes(self, numeric, probs):
+        """Table codes from data-space numeric values and level probabilities (or indicators), float64.
+
+        Integer columns are rounded; a block becomes its most probable level.
+        """
+        numeric = numeric.to(torch.float64)
+        if self.n_integer:
+            numeric = numeric.index_copy(-1, self.integer, numeric.index_select(-1, self.integer).round())
+        out = numeric.new_empty((*numeric.shape[:-1], len(self.kinds)))
+        out = out.index_copy(-1, self.numeric, numeric)
+        if self.n_categorical:
+            out = out.index_copy(-1, self.categorical, self.most_probable(probs).to(torch.float64))
+        return out
 
 
 class TrainingTerms(NamedTuple):
@@ -90,7 +202,13 @@ class VAEModule(nn.Module):
         identity.
     mask_input : bool, default=False
         Whether the encoder also sees which entries are observed (a second
-        set of ``n_features`` inputs, 1 for observed, 0 for missing).
+        set of inputs as wide as model space, 1 for observed, 0 for missing).
+    columns : dict or None, default=None
+        For a mixed table, ``{"kinds": [...], "n_levels": [...]}`` per column
+        (see ``TableLayout``): the likelihood then models the real and
+        integer columns (integers by the mass of their interval) and a
+        categorical distribution each categorical column. None: every
+        feature is real (or as the likelihood says).
     """
 
     def __init__(
@@ -103,6 +221,7 @@ class VAEModule(nn.Module):
         n_mixture_components=1,
         data_map=(),
         mask_input=False,
+        columns=None,
     ):
         super().__init__()
         self.arguments = dict(
@@ -110,24 +229,30 @@ class VAEModule(nn.Module):
             hidden_layer_sizes=list(hidden_layer_sizes), activation=activation,
             likelihood=likelihood, n_mixture_components=n_mixture_components, mask_input=mask_input,
         )
+        if columns is not None:
+            self.arguments["columns"] = {"kinds": list(columns["kinds"]), "n_levels": list(columns["n_levels"])}
+        self.layout = None if columns is None else TableLayout(columns["kinds"], columns["n_levels"])
         self.mask_input = mask_input
         self.n_components = n_components
         self.likelihood = LIKELIHOODS[likelihood]
-        widths = [n_features, *hidden_layer_sizes]
-        self.encoder = build_mlp([n_features * (1 + mask_input), *hidden_layer_sizes], activation)
+        n_numeric = n_features if self.layout is None else self.layout.n_numeric
+        self.width = n_features if self.layout is None else self.layout.width
+        widths = [self.width, *hidden_layer_sizes]
+        self.encoder = build_mlp([self.width * (1 + mask_input), *hidden_layer_sizes], activation)
         self.encoder_head = nn.Linear(
-            widths[-1] if hidden_layer_sizes else n_features * (1 + mask_input), 2 * n_components
+            widths[-1] if hidden_layer_sizes else self.width * (1 + mask_input), 2 * n_components
         )
         self.decoder = build_mlp([n_components, *reversed(widths[1:])], activation)
         self.n_params = self.likelihood.n_params(n_mixture_components)
+        n_logits = 0 if self.layout is None else self.layout.n_indicators
         self.decoder_head = nn.Linear(
-            widths[1] if hidden_layer_sizes else n_components, n_features * self.n_params
+            widths[1] if hidden_layer_sizes else n_components, n_numeric * self.n_params + n_logits
         )
         # A learned per-feature scale, so that log p(x) is a density and not a
         # scaled squared error (user guide, "Choosing a likelihood"): with a
         # linear decoder the model is factor analysis, x ~ N(b, W W^T + diag(s^2)).
-        self.raw_scale = nn.Parameter(torch.zeros(n_features)) if self.likelihood.has_scale else None
-        self.data_map = DataMap(data_map, n_features)
+        self.raw_scale = nn.Parameter(torch.zeros(n_numeric)) if self.likelihood.has_scale else None
+        self.data_map = DataMap(data_map, n_numeric)
 
     def config(self):
         """The constructor's arguments, JSON-ready, less the data map's arrays (they are buffers)."""
@@ -139,16 +264,35 @@ class VAEModule(nn.Module):
         NaN marks a missing entry: it is 0 in y (the training mean, after
         standardisation), False in ``mask``, and out of ``log_det``.
         """
+        dtype = self.encoder_head.weight.dtype
+        if self.layout is not None:
+            numeric, indicators, log_det, mask, bins = self.layout.to_model(x, self.data_map)
+            return ModelRows(torch.cat([numeric.to(dtype), indicators.to(dtype)], dim=1), log_det, mask, bins)
         missing = torch.isnan(x)
         mask = ~missing if missing.any() else None
         y, log_det = self.data_map(x, mask)
         if mask is not None:
             y = y.masked_fill(missing, 0.0)
-        return ModelRows(y.to(self.encoder_head.weight.dtype), log_det, mask)
+        return ModelRows(y.to(dtype), log_det, mask)
 
     def postprocess(self, y):
-        """Map model-space values back to data space (float64)."""
-        return self.data_map.inverse(y)
+        """Map model-space values back to data space (float64); a table's to its codes."""
+        if self.layout is None:
+            return self.data_map.inverse(y)
+        n_numeric = self.layout.n_numeric
+        return self.layout.to_codes(self.data_map.inverse(y[..., :n_numeric]), y[..., n_numeric:])
+
+    def numeric_columns(self, x):
+        """The columns of table rows x that the data map reads (all of them without a table)."""
+        return x if self.layout is None else x.index_select(-1, self.layout.numeric)
+
+    def noise_entries(self):
+        """Where training noise goes in model space: the real columns' entries (None: everywhere)."""
+        if self.layout is None:
+            return None
+        entries = torch.zeros(self.width, dtype=torch.bool, device=self.layout.real.device)
+        entries[: self.layout.n_numeric] = self.layout.real
+        return entries
 
     def encode(self, y, mask=None, *, capped=False):
         """q(z|y): ``Independent(Normal)`` with batch shape ``y.shape[:-1]``.
@@ -167,10 +311,14 @@ class VAEModule(nn.Module):
             scale = scale.clamp(max=MAX_LATENT_SCALE)
         return Independent(Normal(loc, scale, validate_args=False), 1)
 
-    def decode(self, z):
-        """p(y|z) for the configured likelihood."""
-        params = self.decoder_head(self.decoder(z)).unflatten(-1, (-1, self.n_params))
-        return self.likelihood.build(params, self.raw_scale)
+    def decode(self, z, bins=None):
+        """p(y|z) for the configured likelihood; for a table, ``bins`` are the integers' intervals."""
+        params = self.decoder_head(self.decoder(z))
+        if self.layout is None:
+            return self.likelihood.build(params.unflatten(-1, (-1, self.n_params)), self.raw_scale)
+        n_numeric = self.layout.n_numeric * self.n_params
+        numeric = self.likelihood.build(params[..., :n_numeric].unflatten(-1, (-1, self.n_params)), self.raw_scale)
+        return Independent(TableRows(numeric.base_dist, params[..., n_numeric:], self.layout, bins), 1)
 
     def prior(self):
         """p(z) = N(0, I)."""
@@ -178,7 +326,7 @@ class VAEModule(nn.Module):
         zeros = weight.new_zeros(self.n_components)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
-    def forward(self, x, log_det=None, mask=None, n_draws=1):
+    def forward(self, x, log_det=None, mask=None, n_draws=1, bins=None):
         """Terms of the training bound from ``n_draws`` reparameterised draws per row.
 
         Returns ``TrainingTerms``: ``log_px`` and ``kl`` of shape (n_draws, n),
@@ -192,16 +340,16 @@ class VAEModule(nn.Module):
         Only the observed entries count in log p(y|z): the bound is then one of
         log p(x_obs), as in MIWAE (Mattei and Frellsen, 2019).
         """
-        y, log_det, mask = self.preprocess(x) if log_det is None else (x, log_det, mask)
+        y, log_det, mask, bins = self.preprocess(x) if log_det is None else (x, log_det, mask, bins)
         qz, pz = self.encode(y, mask), self.prior()
         z = qz.rsample((n_draws,))
         if n_draws == 1:
             kl = kl_divergence(qz, pz)[None]
         else:
             kl = qz.log_prob(z) - pz.log_prob(z)
-        return TrainingTerms(observed_log_prob(self.decode(z), y, mask), kl, log_det.to(y.dtype))
+        return TrainingTerms(observed_log_prob(self.decode(z, bins), y, mask), kl, log_det.to(y.dtype))
 
-    def posterior(self, y, mask, eps=None, *, k_chunk=None):
+    def posterior(self, y, mask, eps=None, *, k_chunk=None, bins=None):
         """q(z|y) for inference, refined for rows with missing entries if the encoder never saw one.
 
         An encoder trained on complete rows (no ``mask_input``) reads a
@@ -226,14 +374,14 @@ class VAEModule(nn.Module):
         # refining a subset would change which rows share a BLAS tile, and a
         # row's result would then depend on the rows scored with it.
         for _ in range(REFINE_ROUNDS):
-            filled = torch.where(mask, y, self._conditional_mean(y, mask, qz, eps, k_chunk))
+            filled = torch.where(mask, y, self._conditional_mean(y, mask, qz, eps, k_chunk, bins))
             refined = self.encode(filled, None, capped=True).base_dist
             loc = torch.where(incomplete[:, None], refined.loc, qz.base_dist.loc)
             scale = torch.where(incomplete[:, None], refined.scale, qz.base_dist.scale)
             qz = Independent(Normal(loc, scale, validate_args=False), 1)
         return qz
 
-    def _conditional_mean(self, y, mask, qz, eps, k_chunk):
+    def _conditional_mean(self, y, mask, qz, eps, k_chunk, bins=None):
         """E[y|y_obs] per entry by self-normalised importance sampling from ``qz``, y's dtype.
 
         The weights are normalised across chunks of draws as they come
@@ -243,7 +391,7 @@ class VAEModule(nn.Module):
         top = total = weighted = None
         for e in eps.to(loc).split(k_chunk or len(eps)):
             z = loc + scale * e[:, None, :]
-            px = self.decode(z)
+            px = self.decode(z, bins)
             log_w = log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask).double()
             new_top = log_w.amax(0) if top is None else torch.maximum(top, log_w.amax(0))
             w = torch.exp(log_w - new_top)
@@ -267,8 +415,8 @@ class VAEModule(nn.Module):
         Given ``refine_eps``, other draws than ``eps``, such a row's proposal
         is refined first (``posterior``).
         """
-        y, log_det, mask = self.preprocess(x)
-        qz = self.posterior(y, mask, refine_eps, k_chunk=k_chunk)
+        y, log_det, mask, bins = self.preprocess(x)
+        qz = self.posterior(y, mask, refine_eps, k_chunk=k_chunk, bins=bins)
         pz = self.prior()
         loc, scale = qz.base_dist.loc, qz.base_dist.scale
         eps = eps.to(loc)
@@ -277,7 +425,7 @@ class VAEModule(nn.Module):
             for e in eps.split(k_chunk or len(eps)):
                 # Reparameterised draws z_k = mu + sigma * eps_k (Kingma and Welling, 2014).
                 z = loc + scale * e[:, None, :]
-                px = self.decode(z)
+                px = self.decode(z, bins)
                 if bound == "iwae":
                     yield log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask)
                 else:

@@ -82,6 +82,24 @@ log-Jacobian is added to the scores, which stay densities of the data as
 passed. ``'auto'`` applies it when the likelihood models real values and
 ``bounds`` is None (after the logit map of ``bounds`` the data are
 already spread); True requires a likelihood of real values."""),
+    Parameter("categorical_features", "from_dtype",
+              ["array-like", StrOptions({"from_dtype"}), None], "array-like of {bool, int, str}, 'from_dtype' or None", """\
+Which columns are categorical, as in
+:class:`~sklearn.ensemble.HistGradientBoostingClassifier`: a boolean mask,
+indices or column names, or ``'from_dtype'``: with a pandas DataFrame, its
+``category``, ``bool`` and ``object``/string columns of labels; with an
+array, none. Each categorical column gets a categorical distribution over
+its levels (those seen in fit, or its category set); a DataFrame's integer
+columns get a probability mass over the integers, its other columns the
+real-valued likelihood. None: no categorical columns. See the user guide,
+"Tabular data"."""),
+    Parameter("handle_unknown", "error", [StrOptions({"error", "ignore", "warn"})],
+              "{'error', 'ignore', 'warn'}", """\
+What a categorical value not seen in fit does after fit, as in
+:class:`~sklearn.preprocessing.OneHotEncoder`: ``'error'`` raises a
+``ValueError`` naming the column and the value; ``'ignore'`` reads it as a
+missing entry, marginalised like any other; ``'warn'`` does the same with
+a warning."""),
     Parameter("beta", 1.0, [Interval(Real, 0, None, closed="left")], "float", """\
 Weight of the KL term in the training objective (beta-VAE). Scores and
 ``validation_scores_`` always use the true bound (beta=1)."""),

@@ -6,7 +6,7 @@ scikit-learn is mended in one file.
 """
 
 from sklearn.base import _fit_context
-from sklearn.utils.validation import _check_feature_names_in
+from sklearn.utils.validation import _check_feature_names, _check_feature_names_in, _check_n_features
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
@@ -20,7 +20,9 @@ __all__ = [
     "InvalidParameterError",
     "MissingValues",
     "StrOptions",
+    "_check_feature_names",
     "_check_feature_names_in",
+    "_check_n_features",
     "_fit_context",
     "validate_parameter_constraints",
 ]

@@ -87,8 +87,11 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features)
-            Decoder means in data space (for ``bounds``, the decoder's median).
+        X_original : ndarray or DataFrame of shape (n_samples, n_features)
+            Decoder means in data space (for ``bounds``, the decoder's
+            median). Fitted on a pandas DataFrame, a DataFrame of its
+            columns and dtypes: integer columns rounded, and each
+            categorical column its most probable level.
         """
         check_is_fitted(self)
         Z = check_array(X, dtype=[np.float64, np.float32])
@@ -105,6 +108,8 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
                 f"mass beyond); X has values up to {np.abs(Z).max():.3g}."
             )
         X = _inference.decoder_mean(self.net_.module_, Z, device=self.net_.device)
+        if self._schema() is not None:
+            return self._as_table(X)
         if np.abs(X).max(initial=0) > np.finfo(Z.dtype).max:
             raise ValueError(
                 f"The decoder's means reach {np.abs(X).max():.3g}, beyond the range of X's dtype "

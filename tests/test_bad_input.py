@@ -75,15 +75,11 @@ BAD = {
     "words": Bad(lambda: np.full((40, 3), "a", dtype=object), ValueError, "could not convert string to float"),
     "complex": Bad(lambda: X_GOOD + 1j, ValueError, "Complex data not supported"),
     "sparse CSR": Bad(lambda: sp.csr_matrix(X_GOOD), TypeError, r"dense data is required. Use '\.toarray\(\)'"),
-    "DataFrame, text column": Bad(
-        lambda: pd.DataFrame({"a": X_GOOD[:, 0], "b": ["x"] * 40, "c": X_GOOD[:, 2]}),
-        ValueError,
-        "could not convert string to float: 'x'",
-    ),
-    "DataFrame, categorical column": Bad(
-        lambda: pd.DataFrame({"a": X_GOOD[:, 0], "b": pd.Categorical(["x", "y"] * 20), "c": X_GOOD[:, 2]}),
-        ValueError,
-        "could not convert string to float",
+    "DataFrame, datetime column": Bad(
+        lambda: pd.DataFrame({"a": X_GOOD[:, 0], "b": pd.date_range("2026-01-01", periods=40), "c": X_GOOD[:, 2]}),
+        TypeError,
+        "Column 'b' has dtype datetime64.*convert it to numbers or to a pandas category",
+        ("fit", "fit_predict"),
     ),
     "a feature with no observed value": Bad(
         lambda: np.c_[X_GOOD[:, :2], np.full(40, np.nan)], ValueError,
@@ -168,6 +164,10 @@ ACCEPTED = {
     "float32 array": lambda: X_GOOD.astype(np.float32),
     "list of lists": lambda: X_GOOD.tolist(),
     "numeric strings (object array)": lambda: X_GOOD.astype(str).astype(object),
+    "DataFrame, text column": lambda: pd.DataFrame({"a": X_GOOD[:, 0], "b": ["x", "y"] * 20, "c": X_GOOD[:, 2]}),
+    "DataFrame, categorical column": lambda: pd.DataFrame(
+        {"a": X_GOOD[:, 0], "b": pd.Categorical(["x", "y"] * 20), "c": X_GOOD[:, 2]}
+    ),
     "DataFrame, numeric and bool": lambda: pd.DataFrame({"a": X_GOOD[:, 0], "b": X_GOOD[:, 1] > 0, "c": [1, 2] * 20}),
     "single row": lambda: X_GOOD[:1],
     "two rows": lambda: X_GOOD[:2],
@@ -202,20 +202,30 @@ def _check_finite_outputs(est, X):
     if hasattr(est, "score"):
         assert np.isfinite(est.score(X))
     if hasattr(est, "sample"):
-        samples = est.sample(5, random_state=0)
-        assert samples.shape == (5, n_features) and samples.dtype == np.float64
-        assert np.all(np.isfinite(samples))
+        _check_finite_rows(est.sample(5, random_state=0), X, 5)
     if hasattr(est, "decision_function"):
         assert np.all(np.isfinite(est.decision_function(X)))
         assert set(np.unique(est.predict(X))) <= {-1, 1}
     if hasattr(est, "inverse_transform"):
         Z = est.transform(X)
         assert Z.shape == (n_samples, 2) and np.all(np.isfinite(Z))
-        X_hat = est.inverse_transform(Z)
-        assert X_hat.shape == (n_samples, n_features) and np.all(np.isfinite(X_hat))
+        _check_finite_rows(est.inverse_transform(Z), X, n_samples)
     elif hasattr(est, "transform"):  # an imputer
-        X_imputed = est.transform(X)
-        assert X_imputed.shape == (n_samples, n_features) and np.all(np.isfinite(X_imputed))
+        _check_finite_rows(est.transform(X), X, n_samples)
+
+
+def _check_finite_rows(out, X, n_samples):
+    """Rows an estimator gives back: a float array, or a DataFrame of X's columns and dtypes."""
+    assert out.shape == (n_samples, np.shape(X)[1])
+    if isinstance(out, pd.DataFrame):
+        assert list(out.columns) == list(X.columns)
+        assert not out.isna().to_numpy().any()
+        assert np.all(np.isfinite(out.select_dtypes("number").to_numpy(dtype=float)))
+        for column in X.columns:
+            if X[column].dtype != object:  # object columns of numbers come back as floats
+                assert out[column].dtype == X[column].dtype, column
+    else:
+        assert out.dtype.kind == "f" and np.all(np.isfinite(out))
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
@@ -315,6 +325,7 @@ INVALID_PARAMETERS = [
     ("contamination", 0.0), ("contamination", 0.6), ("contamination", "high"),
     ("missing_values", "NA"), ("missing_values", [1]), ("add_indicator", "no"),
     ("keep_empty_features", 2), ("sample_posterior", "yes"),
+    ("categorical_features", "auto"), ("categorical_features", 3), ("handle_unknown", "raise"),
 ]
 
 

@@ -106,7 +106,7 @@ def test_model_space_rows_hold_what_per_batch_preprocessing_gives():
     X = np.column_stack([rng.uniform(0, 1, 7), rng.uniform(-1, 1, 7), rng.uniform(5, 9, 7)])
     rows = ModelSpaceRows.from_data(module, X, chunk_rows=3)
     index = torch.tensor([4, 1, 6])
-    y, log_det, _ = module.preprocess(torch.from_numpy(X[[4, 1, 6]]))
+    y, log_det, _, _ = module.preprocess(torch.from_numpy(X[[4, 1, 6]]))
     batch = rows[index]
     assert set(batch) == {"x", "log_det"}
     assert batch["x"].dtype == batch["log_det"].dtype == torch.float32

@@ -9,7 +9,7 @@ import skvae
 # helpers of each layer beside it; persistence beside the engine's users,
 # never importing an estimator.
 LAYERS = [
-    {"_sklearn_compat", "_version", "_arrays", "_bounds", "_transforms"},
+    {"_sklearn_compat", "_version", "_arrays", "_bounds", "_transforms", "_tabular"},
     {"_likelihoods"},
     {"_module", "_data"},
     {"_engine", "_params"},

@@ -18,14 +18,14 @@ def _module(shift=None, scale=None, low=None, high=None, **kwargs):
 def test_preprocess_inverts_postprocess_with_bounds():
     module = _module(shift=[0.1, -0.2, 0.0], scale=[2.0, 0.5, 1.0], low=[0.0, -1.0, 5.0], high=[1.0, 1.0, 9.0])
     x = torch.tensor([[0.2, 0.9, 5.5], [0.99, -0.99, 8.9]], dtype=torch.float64)
-    y, _, _ = module.preprocess(x)
+    y, _, _, _ = module.preprocess(x)
     torch.testing.assert_close(module.postprocess(y), x, rtol=1e-6, atol=1e-6)
 
 
 def test_log_det_is_the_log_jacobian_of_the_data_map():
     module = _module(shift=[0.1, -0.2, 0.0], scale=[2.0, 0.5, 1.0], low=[0.0, -1.0, 5.0], high=[1.0, 1.0, 9.0])
     x = torch.tensor([[0.2, 0.3, 6.0]], dtype=torch.float64)
-    _, log_det, _ = module.preprocess(x)
+    _, log_det, _, _ = module.preprocess(x)
     # The map is elementwise, so the Jacobian is diagonal: sum of log |dy_d/dx_d|.
     jac = torch.autograd.functional.jacobian(lambda v: module.data_map.transform().inv(v), x[0])
     torch.testing.assert_close(log_det[0], torch.log(torch.diagonal(jac).abs()).sum())
@@ -34,7 +34,7 @@ def test_log_det_is_the_log_jacobian_of_the_data_map():
 def test_standardisation_only_shifts_scores_by_its_log_scale():
     x = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
     module = _module(shift=[0.0, 0.0, 0.0], scale=[2.0, 4.0, 0.5])
-    _, log_det, _ = module.preprocess(x)
+    _, log_det, _, _ = module.preprocess(x)
     np.testing.assert_allclose(log_det.item(), -np.log([2.0, 4.0, 0.5]).sum())
 
 
@@ -84,7 +84,7 @@ def test_encoder_outputs_are_capped_so_scores_stay_finite_under_extreme_draws():
 def test_forward_on_model_space_rows_equals_forward_on_data():
     module = _module(shift=[0.1, -0.2, 0.0], scale=[2.0, 0.5, 1.0], low=[0.0, -1.0, 5.0], high=[1.0, 1.0, 9.0])
     x = torch.tensor([[0.2, 0.9, 5.5], [0.99, -0.99, 8.9]], dtype=torch.float64)
-    y, log_det, _ = module.preprocess(x)
+    y, log_det, _, _ = module.preprocess(x)
     torch.manual_seed(3)
     from_data = module(x)
     torch.manual_seed(3)
