@@ -100,7 +100,7 @@ TARGET, POSITIVE = "income", ">50K"
 
 # ---------------------------------------------------------------- skvae: the part to finish
 
-SKVAE_MIXED_TABLES = False  # True once skvae's estimators fit mixed-type DataFrames
+SKVAE_MIXED_TABLES = True  # skvae fits mixed-type DataFrames (categorical, integer, real columns)
 
 
 def fit_skvae(df_train, seed, detector=False):

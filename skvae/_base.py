@@ -23,7 +23,7 @@ from ._engine import TrainingOptions, build_net, resolve_device, summarize, trai
 from ._likelihoods import LIKELIHOODS
 from ._persistence import save_estimator
 from ._sklearn_compat import _check_feature_names, _check_n_features, _fit_context, validate_parameter_constraints
-from ._tabular import INTEGER, REAL, TableSchema
+from ._tabular import INTEGER, REAL, TableSchema, frequent_values
 
 # Early stopping with early_stopping='auto' needs this many held-out rows.
 _MIN_VALIDATION_ROWS = 20
@@ -297,9 +297,11 @@ class _BaseVAE:
         check_support(X, likelihood, support, low, high)
         power = self._use_power_transform(support)
         if mixed:
-            config["columns"] = {"kinds": table.kinds, "n_levels": table.n_levels}
+            X = np.asarray(X)
+            spikes = [frequent_values(X[:, j]) if kind == INTEGER else [] for j, kind in enumerate(table.kinds)]
+            config["columns"] = {"kinds": table.kinds, "n_levels": table.n_levels, "spikes": spikes}
             numeric = [j for j, kind in enumerate(table.kinds) if kind in (REAL, INTEGER)]
-            config["data_map"] = fit_data_map(np.asarray(X)[:, numeric], power=power) if numeric else []
+            config["data_map"] = fit_data_map(X[:, numeric], power=power) if numeric else []
         elif support == "real":
             config["data_map"] = fit_data_map(X, low=low, high=high, power=power)
         device = resolve_device(self.device)

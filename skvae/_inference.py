@@ -65,8 +65,23 @@ def posterior_mean(module, X, *, device):
 def decoder_mean(module, Z, *, device):
     """The mean of p(x|z) mapped to data space, float64 of shape (n_samples, n_features)."""
     rows = _chunk_rows(CHUNK_ELEMENTS // _widest_layer(module))
-    X = _map_rows(lambda z: module.postprocess(module.decode(z.to(torch.float32)).mean), Z, rows, device)
+    if module.layout is None:
+        X = _map_rows(lambda z: module.postprocess(module.decode(z.to(torch.float32)).mean), Z, rows, device)
+    else:
+        X = _map_rows(lambda z: _table_codes(module, _table_means(module, module.decode(z.to(torch.float32)))), Z, rows, device)
     return X.reshape(len(Z), module.arguments["n_features"])
+
+
+def _table_means(module, px):
+    """E[x|z] of a table's numeric columns in data space, then its level probabilities."""
+    table = px.base_dist
+    return table.data_means(data_space_mean(Independent(table.numeric, 1), module.data_map))
+
+
+def _table_codes(module, means):
+    """Codes from ``_table_means`` (or their average): integers rounded, the most probable levels."""
+    n_numeric = module.layout.n_numeric
+    return module.layout.to_codes(means[..., :n_numeric], means[..., n_numeric:])
 
 
 def sample(module, n_samples, *, seed, device):
@@ -76,7 +91,10 @@ def sample(module, n_samples, *, seed, device):
     with seeded_torch(seed, device), torch.inference_mode():
         for start in range(0, n_samples, rows):
             z = module.prior().sample((min(rows, n_samples - start),))
-            out.append(module.postprocess(module.decode(z).sample()).cpu())
+            if module.layout is None:
+                out.append(module.postprocess(module.decode(z).sample()).cpu())
+            else:
+                out.append(module.decode(z).base_dist.draw(module.data_map).cpu())
     return torch.cat(out).numpy()
 
 
@@ -152,17 +170,11 @@ def _impute_rows(module, x, eps, refine_eps, generator):
             return (weights[..., None] * data_space_mean(px, module.data_map)).sum(0)
         # A table: the numeric columns' conditional means, and each block's
         # level probabilities given x_obs, whose most probable level fills a hole.
-        table = px.base_dist
-        numeric = data_space_mean(Independent(table.numeric, 1), module.data_map)
-        mean = torch.cat([numeric, table.log_probs.exp().double()], dim=-1)
-        mean = (weights[..., None] * mean).sum(0)
-        n_numeric = module.layout.n_numeric
-        return module.layout.to_codes(mean[..., :n_numeric], mean[..., n_numeric:])
+        return _table_codes(module, (weights[..., None] * _table_means(module, px)).sum(0))
     k = torch.multinomial(torch.softmax(log_w.double(), dim=0).T, 1, generator=generator)[:, 0]
-    if module.layout is None:
-        y_new = _sample_entries(px, generator)[k, torch.arange(len(k))]
-    else:
-        y_new = px.base_dist.sample(generator=generator)[k, torch.arange(len(k))]
+    if module.layout is not None:
+        return px.base_dist.draw(module.data_map, generator=generator)[k, torch.arange(len(k))]
+    y_new = _sample_entries(px, generator)[k, torch.arange(len(k))]
     return module.postprocess(y_new)
 
 

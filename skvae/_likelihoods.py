@@ -110,32 +110,42 @@ def log_interval_mass(loc, scale, low, high):
 class TableRows(Distribution):
     """p(y|z) of rows of a mixed table, entry by entry (wrap it in ``Independent``).
 
-    Model-space rows are ``[numeric | one-hot]``: the numeric columns (real
-    and integer) in model units, then one block of indicators per
-    categorical column. ``log_prob`` gives one number per entry: the
-    numeric likelihood's log-density for real columns; for integer columns
-    the log-probability of the integer's interval, from ``bins`` (the
-    interval's ends (x - 1/2, x + 1/2) mapped to model space, float64 of
-    shape (n, n_integer, 2)), a probability mass and no density; and for a
-    block, each indicator times its level's log-probability, so that a
-    block sums to log p(level) and the mask of a column masks its block.
+    Model-space rows are ``[numeric | indicators]``: the numeric columns
+    (real and integer) in model units, then one block of indicators per
+    categorical column. ``log_prob`` gives one number per entry:
+
+    - a real column: the numeric likelihood's log-density;
+    - an integer column: the log-probability of its value k, a mass and no
+      density: the numeric likelihood's probability of the interval
+      (k - 1/2, k + 1/2) mapped to model space (``bins``), and for a column
+      with frequent values (``TableLayout.spikes``) a mixture of that with
+      a probability per frequent value:
+      p(k) = pi_rest * P(interval of k) + pi_k [k frequent];
+    - a block: each indicator times its level's log-probability, so that
+      the block sums to log p(level) and a column's mask masks its block.
 
     Parameters
     ----------
     numeric : Distribution
         The numeric columns' likelihood, per entry (a ``Normal`` or a
         ``MixtureSameFamily`` of them), batch shape (..., n_numeric).
-    logits : Tensor of shape (..., n_indicators)
-        Unnormalised log-probabilities of every level of every block.
+    logits : Tensor of shape (..., layout.n_logits)
+        Unnormalised log-probabilities: every level of every block, then
+        every frequent value (and the rest) of every integer column with
+        frequent values.
     layout : TableLayout
-    bins : Tensor of shape (n, n_integer, 2), or None when not scoring
+    bins : Tensor of shape (n, n_integer, 3), or None when not scoring
+        Per integer entry, its interval's ends in model space and the index
+        of its value among the frequent ones (-1 if none).
     """
 
     arg_constraints = {}
 
     def __init__(self, numeric, logits, layout, bins=None):
         self.numeric, self.layout, self.bins = numeric, layout, bins
-        self.log_probs = layout.block_log_softmax(logits)
+        n_indicators = layout.n_indicators
+        self.log_probs = layout.levels.log_softmax(logits[..., :n_indicators])
+        self.spike_log_probs = layout.spikes.log_softmax(logits[..., n_indicators:])
         super().__init__(batch_shape=logits.shape[:-1] + (layout.width,), validate_args=False)
 
     def log_prob(self, value):
@@ -148,7 +158,7 @@ class TableRows(Distribution):
         return torch.cat([numeric, value[..., n_numeric:] * self.log_probs], dim=-1)
 
     def _integer_log_mass(self):
-        """log P(integer) of the integer columns, float64 of shape (..., n_integer)."""
+        """log P(k) of the integer columns, float64 of shape (..., n_integer)."""
         low, high = self.bins[..., 0], self.bins[..., 1]
         index = self.layout.integer
         if isinstance(self.numeric, MixtureSameFamily):
@@ -156,22 +166,78 @@ class TableRows(Distribution):
             loc, scale = normal.loc.index_select(-2, index), normal.scale.index_select(-2, index)
             weights = self.numeric.mixture_distribution.logits.index_select(-2, index).double()
             per_component = log_interval_mass(loc, scale, low[..., None], high[..., None])
-            return torch.logsumexp(weights.log_softmax(-1) + per_component, dim=-1)
-        loc, scale = self.numeric.loc.index_select(-1, index), self.numeric.scale.index_select(-1, index)
-        return log_interval_mass(loc, scale, low, high)
+            mass = torch.logsumexp(weights.log_softmax(-1) + per_component, dim=-1)
+        else:
+            loc, scale = self.numeric.loc.index_select(-1, index), self.numeric.scale.index_select(-1, index)
+            mass = log_interval_mass(loc, scale, low, high)
+        if not self.layout.spikes.n_blocks:
+            return mass
+        return self._with_spikes(mass, self.bins[..., 2])
+
+    def _with_spikes(self, mass, found):
+        """log(pi_rest * P(interval) + pi_k [k frequent]) for the columns with frequent values."""
+        spikes = self.layout.spikes
+        block = self.layout.spike_block
+        has = block >= 0
+        log_probs = self.spike_log_probs.double()
+        start = spikes.offsets[block.clamp(min=0)]
+        rest = log_probs.index_select(-1, spikes.last[block.clamp(min=0)])
+        batch = torch.broadcast_shapes(log_probs.shape[:-1], found.shape[:-1])
+        at = (start + found.long().clamp(min=0)).expand(*batch, -1)
+        spike = torch.where(found >= 0, log_probs.expand(*batch, -1).gather(-1, at), -torch.inf)
+        mixed = torch.logaddexp(rest + mass, spike)
+        return torch.where(has, mixed, mass)
 
     @property
     def mean(self):
-        """Per entry: the numeric columns' mean in model units, then every level's probability."""
+        """Model space: the numeric likelihood's mean (frequent values aside), then level probabilities."""
         return torch.cat([self.numeric.mean, self.log_probs.exp()], dim=-1)
 
-    def sample(self, sample_shape=torch.Size(), generator=None):
-        """Rows in model space: numeric draws, and one indicator set per block."""
-        with torch.no_grad():
-            numeric = _draw(self.numeric, sample_shape, generator)
-            probs = self.log_probs.exp().expand(*sample_shape, *self.log_probs.shape)
-            levels = self.layout.draw_levels(probs, generator)
-            return torch.cat([numeric, self.layout.indicators(levels, numeric.dtype)], dim=-1)
+    def data_means(self, numeric_mean):
+        """E[x|z] in data space given the numeric likelihood's (``numeric_mean``), then level probabilities.
+
+        An integer column with frequent values mixes its interval part's
+        mean with its frequent values by their probabilities.
+        """
+        numeric_mean = numeric_mean.double()
+        spikes = self.layout.spikes
+        if spikes.n_blocks:
+            probs = spikes.view_padded(self.spike_log_probs.double().exp(), 0.0)
+            table = self.layout.spike_table
+            rest = _last(probs, spikes.sizes)
+            spiked = (probs * table.nan_to_num(0.0)).sum(-1)
+            columns = self.layout.integer[self.layout.spike_block >= 0]
+            blended = rest * numeric_mean.index_select(-1, columns) + spiked
+            numeric_mean = numeric_mean.index_copy(-1, columns, blended)
+        return torch.cat([numeric_mean, self.log_probs.double().exp()], dim=-1)
+
+    def draw(self, data_map, sample_shape=torch.Size(), generator=None):
+        """Table codes drawn from p(x|z), float64 of shape (*sample_shape, ..., n_columns)."""
+        layout = self.layout
+        numeric = data_map.inverse(_draw(self.numeric, sample_shape, generator))
+        spikes = layout.spikes
+        if spikes.n_blocks:
+            probs = self.spike_log_probs.exp().expand(*sample_shape, *self.spike_log_probs.shape)
+            choice = spikes.draw(probs, generator)  # (..., n_spike_blocks); the last entry is the rest
+            value = _pick(layout.spike_table, choice)  # NaN for the rest
+            columns = layout.integer[layout.spike_block >= 0]
+            current = numeric.index_select(-1, columns)
+            numeric = numeric.index_copy(-1, columns, torch.where(torch.isnan(value), current, value))
+        probs = self.log_probs.exp().expand(*sample_shape, *self.log_probs.shape)
+        levels = layout.levels.one_hot(layout.levels.draw(probs, generator), numeric.dtype)
+        return layout.to_codes(numeric, levels)
+
+
+def _last(probs, sizes):
+    """The last entry of each padded block (the rest), shape (..., n_blocks)."""
+    last = torch.tensor(sizes, device=probs.device) - 1
+    return probs.gather(-1, last.expand(*probs.shape[:-1])[..., None])[..., 0]
+
+
+def _pick(table, choice):
+    """``table[b, choice[..., b]]`` for every block b, shape of ``choice``."""
+    blocks = torch.arange(table.shape[0], device=choice.device)
+    return table[blocks, choice]
 
 
 def _draw(numeric, sample_shape, generator):

@@ -55,12 +55,63 @@ class ModelRows(NamedTuple):
     bins: torch.Tensor = None  # (n, n_integer, 2) float64: integers' intervals in model space
 
 
+class Blocks(nn.Module):
+    """Consecutive blocks of entries of given sizes, each a distribution over its entries.
+
+    Entries are stored flat, block after block; a padded view of shape
+    (n_blocks, max_size) gives every block its own softmax, argmax and draw.
+    """
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.sizes, self.n_blocks, self.n_entries = list(sizes), len(sizes), sum(sizes)
+        self.max_size = max(sizes, default=0)
+        block = [b for b, n in enumerate(sizes) for _ in range(n)]
+        position = [v for n in sizes for v in range(n)]
+        for name, values in [
+            ("block", block), ("offsets", [sum(sizes[:b]) for b in range(len(sizes))]),
+            ("last", [sum(sizes[: b + 1]) - 1 for b in range(len(sizes))]),
+            ("padded", [b * self.max_size + v for b, v in zip(block, position)]),
+        ]:
+            self.register_buffer(name, torch.tensor(values, dtype=torch.long), persistent=False)
+
+    def view_padded(self, values, fill):
+        """(..., n_entries) -> (..., n_blocks, max_size), ``fill`` in the padding."""
+        padded = values.new_full((*values.shape[:-1], self.n_blocks * self.max_size), fill)
+        return padded.index_copy(-1, self.padded, values).unflatten(-1, (self.n_blocks, self.max_size))
+
+    def log_softmax(self, logits):
+        """Each entry's log-probability within its block."""
+        if not self.n_blocks:
+            return logits
+        return self.view_padded(logits, -torch.inf).log_softmax(-1).flatten(-2).index_select(-1, self.padded)
+
+    def argmax(self, values):
+        """The entry of highest value in each block, shape (..., n_blocks)."""
+        return self.view_padded(values, -torch.inf).argmax(-1)
+
+    def draw(self, probs, generator=None):
+        """One entry per block drawn with the block's probabilities, shape (..., n_blocks)."""
+        if not self.n_blocks:
+            return probs.new_zeros(probs.shape[:-1] + (0,), dtype=torch.long)
+        blocks = self.view_padded(probs, 0.0)
+        return torch.multinomial(blocks.reshape(-1, self.max_size), 1, generator=generator).reshape(blocks.shape[:-1])
+
+    def one_hot(self, index, dtype):
+        """Indicators of one entry per block (index of shape (..., n_blocks)), shape (..., n_entries)."""
+        out = torch.zeros((*index.shape[:-1], self.n_entries), dtype=dtype, device=index.device)
+        return out.scatter_(-1, self.offsets + index, 1.0)
+
+
 class TableLayout(nn.Module):
     """Where each column of a mixed table sits in model space, and the blocks of its categories.
 
     Model space is ``[numeric | indicators]``: the real and integer columns
     in table order, then one block of ``n_levels`` indicators per
-    categorical column (one-hot; all 0 where the entry is missing).
+    categorical column (one-hot; all 0 where the entry is missing). The
+    decoder gives the numeric likelihood's parameters, one logit per
+    indicator, and for each integer column with frequent values (``spikes``)
+    one logit per such value and one for the rest (``SpikeLayout``).
 
     Parameters
     ----------
@@ -68,33 +119,50 @@ class TableLayout(nn.Module):
         One per table column.
     n_levels : list of int
         Levels of each column (0 for numeric ones).
+    spikes : list of list of float, default=None
+        For each column, its frequent values (integer columns only; see
+        ``frequent_values``), sorted.
     """
 
-    def __init__(self, kinds, n_levels):
+    def __init__(self, kinds, n_levels, spikes=None):
         super().__init__()
-        self.kinds, self.n_levels_of = list(kinds), list(n_levels)
+        spikes = spikes or [[] for _ in kinds]
+        self.kinds, self.n_levels_of, self.spikes_of = list(kinds), list(n_levels), [list(v) for v in spikes]
         numeric = [j for j, k in enumerate(kinds) if k != "categorical"]
         categorical = [j for j, k in enumerate(kinds) if k == "categorical"]
-        levels = [n_levels[j] for j in categorical]
+        integer_columns = [j for j in numeric if kinds[j] == "integer"]
         self.n_numeric, self.n_categorical = len(numeric), len(categorical)
-        self.n_indicators = sum(levels)
+        self.levels = Blocks([n_levels[j] for j in categorical])
+        self.n_indicators = self.levels.n_entries
         self.width = self.n_numeric + self.n_indicators
-        self.max_levels = max(levels, default=0)
-        integer = [i for i, j in enumerate(numeric) if kinds[j] == "integer"]
-        self.n_integer = len(integer)
-        block = [b for b, n in enumerate(levels) for _ in range(n)]
-        level = [v for n in levels for v in range(n)]
-        offsets = [sum(levels[:b]) for b in range(len(levels))]
+        self.n_integer = len(integer_columns)
+        # Integer columns with frequent values: a block of one logit per value and one for the rest.
+        with_spikes = [c for c, j in enumerate(integer_columns) if spikes[j]]
+        self.spikes = Blocks([len(spikes[integer_columns[c]]) + 1 for c in with_spikes])
+        self.n_logits = self.n_indicators + self.spikes.n_entries
+        table = torch.full((self.spikes.n_blocks, self.spikes.max_size), torch.nan, dtype=torch.float64)
+        for b, c in enumerate(with_spikes):
+            table[b, : len(spikes[integer_columns[c]])] = torch.tensor(spikes[integer_columns[c]], dtype=torch.float64)
+        self.register_buffer("spike_table", table, persistent=False)  # NaN: the rest, and padding
+        block_of = [-1] * self.n_integer
+        for b, c in enumerate(with_spikes):
+            block_of[c] = b
         for name, values, dtype in [
             ("numeric", numeric, torch.long), ("categorical", categorical, torch.long),
-            ("integer", integer, torch.long), ("block", block, torch.long), ("offsets", offsets, torch.long),
-            ("padded", [b * self.max_levels + v for b, v in zip(block, level)], torch.long),
+            ("integer", [numeric.index(j) for j in integer_columns], torch.long),
             ("real", [kinds[j] == "real" for j in numeric], torch.bool),
+            ("spike_block", block_of, torch.long),
         ]:
             self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)
 
     def to_model(self, x, data_map):
-        """``ModelRows`` of table rows x (codes, NaN where missing) through the numeric data map."""
+        """``ModelRows`` parts of table rows x (codes, NaN where missing) through the numeric data map.
+
+        Returns ``(numeric, indicators, log_det, mask, bins)``; ``bins`` holds,
+        per integer entry, the ends of its interval (x - 1/2, x + 1/2) in
+        model space and the index of its value among the column's frequent
+        values (-1 if none), float64 of shape (n, n_integer, 3).
+        """
         missing = torch.isnan(x)
         observed = None if not missing.any() else ~missing
         numeric = x.index_select(1, self.numeric)
@@ -109,47 +177,27 @@ class TableLayout(nn.Module):
             for shift in (-0.5, 0.5):
                 moved = numeric.to(torch.float64).index_copy(1, self.integer, values + shift)
                 ends.append(data_map(moved)[0].index_select(1, self.integer))
-            bins = torch.stack(ends, dim=-1)
+            bins = torch.stack([*ends, self._spike_index(values)], dim=-1)
         codes = x.index_select(1, self.categorical)
         present = ~torch.isnan(codes)
-        positions = (self.offsets + codes.nan_to_num(0.0).long()).clamp(max=max(self.n_indicators - 1, 0))
+        positions = (self.levels.offsets + codes.nan_to_num(0.0).long()).clamp(max=max(self.n_indicators - 1, 0))
         indicators = x.new_zeros((len(x), self.n_indicators)).scatter_(1, positions, present.to(x.dtype))
         mask = None
         if observed is not None:
             y = y.masked_fill(~numeric_observed, 0.0)
-            mask = torch.cat([numeric_observed, present.index_select(1, self.block)], dim=1)
+            mask = torch.cat([numeric_observed, present.index_select(1, self.levels.block)], dim=1)
         return y, indicators, log_det, mask, bins
 
-    def block_log_softmax(self, logits):
-        """Each indicator's level log-probability: a log-softmax within each block."""
-        if not self.n_categorical:
-            return logits
-        padded = logits.new_full((*logits.shape[:-1], self.n_categorical * self.max_levels), -torch.inf)
-        padded = padded.index_copy(-1, self.padded, logits)
-        per_block = padded.unflatten(-1, (self.n_categorical, self.max_levels)).log_softmax(-1)
-        return per_block.flatten(-2).index_select(-1, self.padded)
-
-    def _blocks(self, values, fill):
-        """(..., n_indicators) -> (..., n_categorical, max_levels), ``fill`` in the padding."""
-        padded = values.new_full((*values.shape[:-1], self.n_categorical * self.max_levels), fill)
-        return padded.index_copy(-1, self.padded, values).unflatten(-1, (self.n_categorical, self.max_levels))
-
-    def most_probable(self, probs):
-        """The level of highest value in each block, shape (..., n_categorical)."""
-        return self._blocks(probs, -torch.inf).argmax(-1)
-
-    def draw_levels(self, probs, generator=None):
-        """One level per block drawn with the block's probabilities, shape (..., n_categorical)."""
-        if not self.n_categorical:
-            return probs.new_zeros(probs.shape[:-1] + (0,), dtype=torch.long)
-        blocks = self._blocks(probs, 0.0)
-        flat = blocks.reshape(-1, self.max_levels)
-        return torch.multinomial(flat, 1, generator=generator).reshape(blocks.shape[:-1])
-
-    def indicators(self, levels, dtype):
-        """One-hot blocks of levels (..., n_categorical), shape (..., n_indicators)."""
-        out = torch.zeros((*levels.shape[:-1], self.n_indicators), dtype=dtype, device=levels.device)
-        return out.scatter_(-1, self.offsets + levels, 1.0)
+    def _spike_index(self, values):
+        """Index of each integer entry's value among its column's frequent values, -1 if not one."""
+        index = torch.full_like(values, -1.0)
+        for c, b in enumerate(self.spike_block.tolist()):
+            if b < 0:
+                continue
+            spikes = self.spike_table[b, : self.spikes.sizes[b] - 1]
+            found = torch.searchsorted(spikes, values[:, c]).clamp(max=len(spikes) - 1)
+            index[:, c] = torch.where(spikes[found] == values[:, c], found.to(values.dtype), -1.0)
+        return index
 
     def to_codes(self, numeric, probs):
         """Table codes from data-space numeric values and level probabilities (or indicators), float64.
@@ -162,7 +210,7 @@ class TableLayout(nn.Module):
         out = numeric.new_empty((*numeric.shape[:-1], len(self.kinds)))
         out = out.index_copy(-1, self.numeric, numeric)
         if self.n_categorical:
-            out = out.index_copy(-1, self.categorical, self.most_probable(probs).to(torch.float64))
+            out = out.index_copy(-1, self.categorical, self.levels.argmax(probs).to(torch.float64))
         return out
 
 
@@ -230,8 +278,12 @@ class VAEModule(nn.Module):
             likelihood=likelihood, n_mixture_components=n_mixture_components, mask_input=mask_input,
         )
         if columns is not None:
-            self.arguments["columns"] = {"kinds": list(columns["kinds"]), "n_levels": list(columns["n_levels"])}
-        self.layout = None if columns is None else TableLayout(columns["kinds"], columns["n_levels"])
+            columns = {
+                "kinds": list(columns["kinds"]), "n_levels": list(columns["n_levels"]),
+                "spikes": [list(v) for v in columns.get("spikes") or [[] for _ in columns["kinds"]]],
+            }
+            self.arguments["columns"] = columns
+        self.layout = None if columns is None else TableLayout(columns["kinds"], columns["n_levels"], columns["spikes"])
         self.mask_input = mask_input
         self.n_components = n_components
         self.likelihood = LIKELIHOODS[likelihood]
@@ -244,7 +296,7 @@ class VAEModule(nn.Module):
         )
         self.decoder = build_mlp([n_components, *reversed(widths[1:])], activation)
         self.n_params = self.likelihood.n_params(n_mixture_components)
-        n_logits = 0 if self.layout is None else self.layout.n_indicators
+        n_logits = 0 if self.layout is None else self.layout.n_logits
         self.decoder_head = nn.Linear(
             widths[1] if hidden_layer_sizes else n_components, n_numeric * self.n_params + n_logits
         )

@@ -72,6 +72,21 @@ def test_chunked_scoring_on_the_cluster_equals_in_memory(client, X):
     np.testing.assert_array_equal(codes.compute(), vt.transform(X))
 
 
+def test_block_wise_scoring_of_a_dask_dataframe_equals_in_memory(client, X):
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    frame["count"] = rng.poisson(3, size=len(X)).astype(np.int64)
+    frame["colour"] = pd.Categorical(rng.choice(["red", "green", "blue"], size=len(X)))
+    frame["label"] = np.where(X[:, 0] > 0, "up", "down").astype(object)
+    frame.loc[::11, "colour"] = np.nan
+    de = VAEDensityEstimator(random_state=0, **FAST).fit(frame)
+    parts = dd.from_pandas(frame, npartitions=4)
+    remote = parts.map_partitions(lambda part: pd.Series(de.score_samples(part), index=part.index), meta=(None, "f8"))
+    np.testing.assert_array_equal(remote.compute().to_numpy(), de.score_samples(frame))
+
+
 def test_chunked_outlier_decisions_on_the_cluster_equal_in_memory(client, X):
     od = VAEOutlierDetector(random_state=0, **FAST).fit(X)
     Xd = da.from_array(X, chunks=(70, -1))
