@@ -80,8 +80,9 @@ class _BaseVAE:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Training data. A pandas DataFrame may mix real, integer, boolean
+            and categorical columns (see ``categorical_features``).
 
         y : Ignored
             Not used, present for API consistency by convention.

@@ -67,6 +67,15 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     (4,)
     >>> de.sample(3, random_state=0).shape
     (3, 4)
+
+    A DataFrame of mixed columns comes back in its own types:
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({{"petal": X[:, 2], "count": (X[:, 0] * 2).round().astype(int),
+    ...                    "kind": pd.Categorical(load_iris().target_names[load_iris().target])}})
+    >>> de = VAEDensityEstimator(n_components=2, max_iter=5, random_state=0).fit(df)
+    >>> de.sample(2, random_state=0).dtypes.tolist() == df.dtypes.tolist()
+    True
     """,
         _PARAMETERS,
     )

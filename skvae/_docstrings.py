@@ -52,8 +52,11 @@ KernelDensity); fitting on ``a * X + b`` (a > 0, same ``random_state``)
 gives the same model in other units and scores lower by exactly
 ``n_features * log(a)``; for a < 0 the model is fitted to the mirrored
 data, so its scores differ by ``n_features * log|a|`` only up to the
-randomness of training. For discrete data, add uniform noise first
-(dequantisation): a density of discrete values is unbounded.
+randomness of training. For discrete data in an array, add uniform noise
+first (dequantisation): a density of discrete values is unbounded. In a
+pandas DataFrame, integer and categorical columns are modelled as discrete
+(user guide, "Tabular data"): the score of a row is then the sum of
+log-probabilities for those columns and log-densities for the real ones.
 
 **Which estimate.** log p(x) = log E_q(z|x)[p(x|z) p(z) / q(z|x)] has no
 closed form; ``bound='iwae'`` (default) returns the importance-weighted

@@ -202,10 +202,9 @@ class TableRows(Distribution):
         numeric_mean = numeric_mean.double()
         spikes = self.layout.spikes
         if spikes.n_blocks:
-            probs = spikes.view_padded(self.spike_log_probs.double().exp(), 0.0)
-            table = self.layout.spike_table
-            rest = _last(probs, spikes.sizes)
-            spiked = (probs * table.nan_to_num(0.0)).sum(-1)
+            flat = self.spike_log_probs.double().exp()
+            rest = flat.index_select(-1, spikes.last)
+            spiked = (spikes.view_padded(flat, 0.0) * self.layout.spike_table.nan_to_num(0.0)).sum(-1)
             columns = self.layout.integer[self.layout.spike_block >= 0]
             blended = rest * numeric_mean.index_select(-1, columns) + spiked
             numeric_mean = numeric_mean.index_copy(-1, columns, blended)
@@ -226,12 +225,6 @@ class TableRows(Distribution):
         probs = self.log_probs.exp().expand(*sample_shape, *self.log_probs.shape)
         levels = layout.levels.one_hot(layout.levels.draw(probs, generator), numeric.dtype)
         return layout.to_codes(numeric, levels)
-
-
-def _last(probs, sizes):
-    """The last entry of each padded block (the rest), shape (..., n_blocks)."""
-    last = torch.tensor(sizes, device=probs.device) - 1
-    return probs.gather(-1, last.expand(*probs.shape[:-1])[..., None])[..., 0]
 
 
 def _pick(table, choice):
