@@ -89,11 +89,14 @@ LIKELIHOODS = {
 _MIDPOINT_WIDTH = 1e-6
 
 
-def log_interval_mass(loc, scale, low, high):
+def log_interval_mass(loc, scale, low, high, log_width):
     """log P(low < Y < high) for Y ~ N(loc, scale), float64, stable in both tails.
 
     The interval is reflected into the lower tail, where ``log_ndtr`` keeps
     its digits: log(Phi(b) - Phi(a)) = log Phi(b) + log(1 - exp(log Phi(a) - log Phi(b))).
+    A narrow interval (``log_width``, the log of high - low, known where the
+    ends themselves round together) gets the density at its middle times
+    its width.
     """
     loc, scale = loc.double(), scale.double()
     a, b = (low - loc) / scale, (high - loc) / scale
@@ -103,8 +106,9 @@ def log_interval_mass(loc, scale, low, high):
     tiny = torch.finfo(torch.float64).tiny
     by_cdf = log_b + torch.log((-torch.expm1(log_a - log_b)).clamp(min=tiny))
     middle = (a + b) / 2
-    by_midpoint = -0.5 * middle**2 - 0.5 * math.log(2 * math.pi) + torch.log(b - a)
-    return torch.where(b - a < _MIDPOINT_WIDTH, by_midpoint, by_cdf)
+    log_width = log_width - torch.log(scale)
+    by_midpoint = -0.5 * middle**2 - 0.5 * math.log(2 * math.pi) + log_width
+    return torch.where(log_width < math.log(_MIDPOINT_WIDTH), by_midpoint, by_cdf)
 
 
 class TableRows(Distribution):
@@ -134,9 +138,10 @@ class TableRows(Distribution):
         every frequent value (and the rest) of every integer column with
         frequent values.
     layout : TableLayout
-    bins : Tensor of shape (n, n_integer, 3), or None when not scoring
-        Per integer entry, its interval's ends in model space and the index
-        of its value among the frequent ones (-1 if none).
+    bins : Tensor of shape (n, n_integer, 4), or None when not scoring
+        Per integer entry, its interval's ends in model space, the index of
+        its value among the frequent ones (-1 if none) and the log of the
+        interval's width (``TableLayout.to_model``).
     """
 
     arg_constraints = {}
@@ -159,17 +164,17 @@ class TableRows(Distribution):
 
     def _integer_log_mass(self):
         """log P(k) of the integer columns, float64 of shape (..., n_integer)."""
-        low, high = self.bins[..., 0], self.bins[..., 1]
+        low, high, log_width = self.bins[..., 0], self.bins[..., 1], self.bins[..., 3]
         index = self.layout.integer
         if isinstance(self.numeric, MixtureSameFamily):
             normal = self.numeric.component_distribution
             loc, scale = normal.loc.index_select(-2, index), normal.scale.index_select(-2, index)
             weights = self.numeric.mixture_distribution.logits.index_select(-2, index).double()
-            per_component = log_interval_mass(loc, scale, low[..., None], high[..., None])
+            per_component = log_interval_mass(loc, scale, low[..., None], high[..., None], log_width[..., None])
             mass = torch.logsumexp(weights.log_softmax(-1) + per_component, dim=-1)
         else:
             loc, scale = self.numeric.loc.index_select(-1, index), self.numeric.scale.index_select(-1, index)
-            mass = log_interval_mass(loc, scale, low, high)
+            mass = log_interval_mass(loc, scale, low, high, log_width)
         if not self.layout.spikes.n_blocks:
             return mass
         return self._with_spikes(mass, self.bins[..., 2])

@@ -55,6 +55,11 @@ class ModelRows(NamedTuple):
     bins: torch.Tensor = None  # (n, n_integer, 2) float64: integers' intervals in model space
 
 
+# Relative width below which an integer's interval is measured by the data
+# map's slope instead of its rounded ends (float64 keeps about 1e-16).
+_RESOLVED = 1e-9
+
+
 class Blocks(nn.Module):
     """Consecutive blocks of entries of given sizes, each a distribution over its entries.
 
@@ -160,8 +165,9 @@ class TableLayout(nn.Module):
 
         Returns ``(numeric, indicators, log_det, mask, bins)``; ``bins`` holds,
         per integer entry, the ends of its interval (x - 1/2, x + 1/2) in
-        model space and the index of its value among the column's frequent
-        values (-1 if none), float64 of shape (n, n_integer, 3).
+        model space, the index of its value among the column's frequent
+        values (-1 if none) and the log of the interval's width in model
+        space, float64 of shape (n, n_integer, 4).
         """
         missing = torch.isnan(x)
         observed = None if not missing.any() else ~missing
@@ -177,7 +183,15 @@ class TableLayout(nn.Module):
             for shift in (-0.5, 0.5):
                 moved = numeric.to(torch.float64).index_copy(1, self.integer, values + shift)
                 ends.append(data_map(moved)[0].index_select(1, self.integer))
-            bins = torch.stack([*ends, self._spike_index(values)], dim=-1)
+            low, high = ends
+            # The interval's width in model space, from its ends while float64
+            # resolves it; where the map flattens (a power transform far in a
+            # heavy tail) the ends round together, and the map's slope at the
+            # integer times 1 takes over.
+            slope = data_map.log_slopes(numeric.to(torch.float64).index_copy(1, self.integer, values))
+            resolved = (high - low) > _RESOLVED * (high.abs() + low.abs() + 1.0)
+            log_width = torch.where(resolved, torch.log(high - low), slope.index_select(1, self.integer))
+            bins = torch.stack([low, high, self._spike_index(values), log_width], dim=-1)
         codes = x.index_select(1, self.categorical)
         present = ~torch.isnan(codes)
         positions = (self.levels.offsets + codes.nan_to_num(0.0).long()).clamp(max=max(self.n_indicators - 1, 0))
@@ -195,7 +209,7 @@ class TableLayout(nn.Module):
             if b < 0:
                 continue
             spikes = self.spike_table[b, : self.spikes.sizes[b] - 1]
-            found = torch.searchsorted(spikes, values[:, c]).clamp(max=len(spikes) - 1)
+            found = torch.searchsorted(spikes, values[:, c].contiguous()).clamp(max=len(spikes) - 1)
             index[:, c] = torch.where(spikes[found] == values[:, c], found.to(values.dtype), -1.0)
         return index
 

@@ -191,6 +191,14 @@ class DataMap(nn.Module):
         y = transform.inv(x)
         return y, -_sum_entries(_log_abs_det_parts(transform, y, x), mask)
 
+    def log_slopes(self, x):
+        """log |dy/dx| of each entry of x (float64), the map's local stretch."""
+        transform = self.transform()
+        x = x.to(torch.float64)
+        if transform is None:
+            return torch.zeros_like(x)
+        return -sum(_log_abs_det_parts(transform, transform.inv(x), x))
+
     def inverse(self, y):
         """x = f^-1(y), float64."""
         transform = self.transform()

@@ -303,3 +303,15 @@ def test_save_and_load_keep_the_schema(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded.score_samples(frame)  # feature names are known: no warning
+
+
+def test_a_heavy_tailed_count_trains_where_the_power_map_flattens():
+    """Amounts that are mostly 0 with a far tail: their intervals round to nothing after the power
+    map in float64, and the map's slope measures them instead (no NaN gradient, finite scores)."""
+    rng = np.random.default_rng(0)
+    amount = np.where(rng.uniform(size=600) < 0.9, 0, np.round(np.exp(rng.normal(8, 2.5, size=600))))
+    frame = pd.DataFrame({"amount": amount.astype(np.int64), "group": rng.choice(["a", "b"], size=600)})
+    detector = VAEOutlierDetector(**{**FAST, "max_iter": 3}).fit(frame)
+    assert np.all(np.isfinite(detector.score_samples(frame)))
+    lambdas = detector.net_.module_.data_map.step1_lambdas
+    assert lambdas.item() < 0  # the map does flatten this column's tail
