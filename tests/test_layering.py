@@ -10,7 +10,7 @@ import skvae
 # never importing an estimator.
 LAYERS = [
     {"_sklearn_compat", "_version", "_arrays", "_bounds", "_transforms", "_tabular"},
-    {"_likelihoods"},
+    {"_likelihoods", "_layout"},
     {"_module", "_data"},
     {"_engine", "_params"},
     {"_inference", "_persistence", "_docstrings"},

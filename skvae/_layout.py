@@ -1,0 +1,181 @@
+"""Where the columns of a mixed table sit in the model's space, and their blocks of outcomes.
+
+``TableLayout`` maps table rows (codes, see ``_tabular``) to model space and
+back; ``Blocks`` holds the categorical distributions over levels (and over
+an integer column's frequent values) that the decoder's logits define.
+"""
+
+import torch
+from torch import nn
+
+# Relative width below which an integer's interval is measured by the data
+# map's slope instead of its rounded ends (float64 keeps about 1e-16).
+_RESOLVED = 1e-9
+
+
+class Blocks(nn.Module):
+    """Consecutive blocks of entries of given sizes, each a distribution over its entries.
+
+    Entries are stored flat, block after block; a padded view of shape
+    (n_blocks, max_size) gives every block its own softmax, argmax and draw.
+    """
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.sizes, self.n_blocks, self.n_entries = list(sizes), len(sizes), sum(sizes)
+        self.max_size = max(sizes, default=0)
+        block = [b for b, n in enumerate(sizes) for _ in range(n)]
+        position = [v for n in sizes for v in range(n)]
+        for name, values in [
+            ("block", block), ("offsets", [sum(sizes[:b]) for b in range(len(sizes))]),
+            ("last", [sum(sizes[: b + 1]) - 1 for b in range(len(sizes))]),
+            ("padded", [b * self.max_size + v for b, v in zip(block, position)]),
+        ]:
+            self.register_buffer(name, torch.tensor(values, dtype=torch.long), persistent=False)
+
+    def view_padded(self, values, fill):
+        """(..., n_entries) -> (..., n_blocks, max_size), ``fill`` in the padding."""
+        padded = values.new_full((*values.shape[:-1], self.n_blocks * self.max_size), fill)
+        return padded.index_copy(-1, self.padded, values).unflatten(-1, (self.n_blocks, self.max_size))
+
+    def log_softmax(self, logits):
+        """Each entry's log-probability within its block."""
+        if not self.n_blocks:
+            return logits
+        return self.view_padded(logits, -torch.inf).log_softmax(-1).flatten(-2).index_select(-1, self.padded)
+
+    def argmax(self, values):
+        """The entry of highest value in each block, shape (..., n_blocks)."""
+        return self.view_padded(values, -torch.inf).argmax(-1)
+
+    def draw(self, probs, generator=None):
+        """One entry per block drawn with the block's probabilities, shape (..., n_blocks)."""
+        if not self.n_blocks:
+            return probs.new_zeros(probs.shape[:-1] + (0,), dtype=torch.long)
+        blocks = self.view_padded(probs, 0.0)
+        return torch.multinomial(blocks.reshape(-1, self.max_size), 1, generator=generator).reshape(blocks.shape[:-1])
+
+    def one_hot(self, index, dtype):
+        """Indicators of one entry per block (index of shape (..., n_blocks)), shape (..., n_entries)."""
+        out = torch.zeros((*index.shape[:-1], self.n_entries), dtype=dtype, device=index.device)
+        return out.scatter_(-1, self.offsets + index, 1.0)
+
+
+class TableLayout(nn.Module):
+    """Where each column of a mixed table sits in model space, and the blocks of its categories.
+
+    Model space is ``[numeric | indicators]``: the real and integer columns
+    in table order, then one block of ``n_levels`` indicators per
+    categorical column (one-hot; all 0 where the entry is missing). The
+    decoder gives the numeric likelihood's parameters, one logit per
+    indicator, and for each integer column with frequent values (``spikes``)
+    one logit per such value and one for the rest.
+
+    Parameters
+    ----------
+    kinds : list of {'real', 'integer', 'categorical'}
+        One per table column.
+    n_levels : list of int
+        Levels of each column (0 for numeric ones).
+    spikes : list of list of float, default=None
+        For each column, its frequent values (integer columns only; see
+        ``frequent_values``), sorted.
+    """
+
+    def __init__(self, kinds, n_levels, spikes=None):
+        super().__init__()
+        spikes = spikes or [[] for _ in kinds]
+        self.kinds, self.n_levels_of = list(kinds), list(n_levels)
+        numeric = [j for j, k in enumerate(kinds) if k != "categorical"]
+        categorical = [j for j, k in enumerate(kinds) if k == "categorical"]
+        integer_columns = [j for j in numeric if kinds[j] == "integer"]
+        self.n_numeric, self.n_categorical = len(numeric), len(categorical)
+        self.levels = Blocks([n_levels[j] for j in categorical])
+        self.n_indicators = self.levels.n_entries
+        self.width = self.n_numeric + self.n_indicators
+        self.n_integer = len(integer_columns)
+        # Integer columns with frequent values: a block of one logit per value and one for the rest.
+        with_spikes = [c for c, j in enumerate(integer_columns) if spikes[j]]
+        self.spikes = Blocks([len(spikes[integer_columns[c]]) + 1 for c in with_spikes])
+        self.n_logits = self.n_indicators + self.spikes.n_entries
+        table = torch.full((self.spikes.n_blocks, self.spikes.max_size), torch.nan, dtype=torch.float64)
+        for b, c in enumerate(with_spikes):
+            table[b, : len(spikes[integer_columns[c]])] = torch.tensor(spikes[integer_columns[c]], dtype=torch.float64)
+        self.register_buffer("spike_table", table, persistent=False)  # NaN: the rest, and padding
+        block_of = [-1] * self.n_integer
+        for b, c in enumerate(with_spikes):
+            block_of[c] = b
+        for name, values, dtype in [
+            ("numeric", numeric, torch.long), ("categorical", categorical, torch.long),
+            ("integer", [numeric.index(j) for j in integer_columns], torch.long),
+            ("real", [kinds[j] == "real" for j in numeric], torch.bool),
+            ("spike_block", block_of, torch.long),
+        ]:
+            self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)
+
+    def to_model(self, x, data_map):
+        """``ModelRows`` parts of table rows x (codes, NaN where missing) through the numeric data map.
+
+        Returns ``(numeric, indicators, log_det, mask, bins)``; ``bins`` holds,
+        per integer entry, the ends of its interval (x - 1/2, x + 1/2) in
+        model space, the index of its value among the column's frequent
+        values (-1 if none) and the log of the interval's width in model
+        space, float64 of shape (n, n_integer, 4).
+        """
+        missing = torch.isnan(x)
+        observed = None if not missing.any() else ~missing
+        numeric = x.index_select(1, self.numeric)
+        numeric_observed = None if observed is None else observed.index_select(1, self.numeric)
+        # Only the real columns have a Jacobian: an integer's probability is a mass.
+        jacobian = self.real.expand_as(numeric) if numeric_observed is None else numeric_observed & self.real
+        y, log_det = data_map(numeric, jacobian)
+        bins = None
+        if self.n_integer:
+            values = numeric.index_select(1, self.integer).to(torch.float64).nan_to_num(0.0)
+            ends = []
+            for shift in (-0.5, 0.5):
+                moved = numeric.to(torch.float64).index_copy(1, self.integer, values + shift)
+                ends.append(data_map(moved)[0].index_select(1, self.integer))
+            low, high = ends
+            # The interval's width in model space, from its ends while float64
+            # resolves it; where the map flattens (a power transform far in a
+            # heavy tail) the ends round together, and the map's slope at the
+            # integer times 1 takes over.
+            slope = data_map.log_slopes(numeric.to(torch.float64).index_copy(1, self.integer, values))
+            resolved = (high - low) > _RESOLVED * (high.abs() + low.abs() + 1.0)
+            log_width = torch.where(resolved, torch.log(high - low), slope.index_select(1, self.integer))
+            bins = torch.stack([low, high, self._spike_index(values), log_width], dim=-1)
+        codes = x.index_select(1, self.categorical)
+        present = ~torch.isnan(codes)
+        positions = (self.levels.offsets + codes.nan_to_num(0.0).long()).clamp(max=max(self.n_indicators - 1, 0))
+        indicators = x.new_zeros((len(x), self.n_indicators)).scatter_(1, positions, present.to(x.dtype))
+        mask = None
+        if observed is not None:
+            y = y.masked_fill(~numeric_observed, 0.0)
+            mask = torch.cat([numeric_observed, present.index_select(1, self.levels.block)], dim=1)
+        return y, indicators, log_det, mask, bins
+
+    def _spike_index(self, values):
+        """Index of each integer entry's value among its column's frequent values, -1 if not one."""
+        index = torch.full_like(values, -1.0)
+        for c, b in enumerate(self.spike_block.tolist()):
+            if b < 0:
+                continue
+            spikes = self.spike_table[b, : self.spikes.sizes[b] - 1]
+            found = torch.searchsorted(spikes, values[:, c].contiguous()).clamp(max=len(spikes) - 1)
+            index[:, c] = torch.where(spikes[found] == values[:, c], found.to(values.dtype), -1.0)
+        return index
+
+    def to_codes(self, numeric, probs):
+        """Table codes from data-space numeric values and level probabilities (or indicators), float64.
+
+        Integer columns are rounded; a block becomes its most probable level.
+        """
+        numeric = numeric.to(torch.float64)
+        if self.n_integer:
+            numeric = numeric.index_copy(-1, self.integer, numeric.index_select(-1, self.integer).round())
+        out = numeric.new_empty((*numeric.shape[:-1], len(self.kinds)))
+        out = out.index_copy(-1, self.numeric, numeric)
+        if self.n_categorical:
+            out = out.index_copy(-1, self.categorical, self.levels.argmax(probs).to(torch.float64))
+        return out
