@@ -1,9 +1,9 @@
 """Mixed-type tables: held-out likelihood, synthetic-data quality and planted anomalies.
 
-skvae's part is one function, ``fit_skvae``: until skvae fits pandas DataFrames
-with numeric, integer and categorical columns (and missing entries), it raises
-``NotImplementedError`` and every skvae row is skipped with a note. Data and
-helpers live in ``tabular_data.py``. Every table is Markdown; every split is
+skvae's part is one function, ``fit_skvae``: its defaults fitted to the
+DataFrame as read (numeric, integer and categorical columns, missing entries);
+with ``SKVAE_MIXED_TABLES = False`` it raises ``NotImplementedError`` and every
+skvae row is skipped with a note. Data and helpers live in ``tabular_data.py``. Every table is Markdown; every split is
 80/20 with ``random_state=seed``.
 
 Sections (``--sections``):
@@ -128,7 +128,7 @@ def fit_skvae(df_train, seed, detector=False):
     Raises
     ------
     NotImplementedError
-        Until skvae takes mixed-type tables; callers skip skvae's rows.
+        With ``SKVAE_MIXED_TABLES = False``; callers skip skvae's rows.
     """
     if not SKVAE_MIXED_TABLES:
         raise NotImplementedError("skvae does not fit mixed-type DataFrames yet")
