@@ -315,3 +315,15 @@ def test_a_heavy_tailed_count_trains_where_the_power_map_flattens():
     assert np.all(np.isfinite(detector.score_samples(frame)))
     lambdas = detector.net_.module_.data_map.step1_lambdas
     assert lambdas.item() < 0  # the map does flatten this column's tail
+
+
+def test_imputer_fills_a_categorical_hole_from_the_row_it_is_in():
+    """A column that copies another is filled with the other's level, not the most frequent one."""
+    rng = np.random.default_rng(0)
+    level = rng.choice(["x", "y", "z"], size=600, p=[0.5, 0.3, 0.2])
+    frame = pd.DataFrame({"a": level, "b": level, "value": rng.normal(size=600)})
+    holes = rng.uniform(size=600) < 0.2
+    frame.loc[holes, "b"] = None
+    imputer = VAEImputer(**{**FAST, "max_iter": 60, "n_importance_samples": 50}).fit(frame)
+    filled = imputer.transform(frame)
+    assert (filled.loc[holes, "b"] == frame.loc[holes, "a"]).mean() > 0.95

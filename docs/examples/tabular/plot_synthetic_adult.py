@@ -1,7 +1,7 @@
 """
-=============================================
+==============================================
 Synthesising a census table with mixed columns
-=============================================
+==============================================
 
 :class:`skvae.VAEDensityEstimator` is fitted on the UCI Adult census table as it
 is read (integer, categorical and missing entries) and asked for as many new
