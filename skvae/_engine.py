@@ -603,6 +603,7 @@ class TrainingNoise(Callback):
 
     def on_train_begin(self, net, **kwargs):
         self.generator_ = torch.Generator(device=net.device).manual_seed(int(net.seed))
+        self.entries_ = net.module_.noise_entries()  # once per call, not per batch
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
         if not training:
@@ -611,9 +612,8 @@ class TrainingNoise(Callback):
         noise = self.std * torch.randn(y.shape, generator=self.generator_, device=y.device, dtype=y.dtype)
         if "mask" in batch[0]:
             noise = noise * batch[0]["mask"]  # missing entries stay at 0
-        entries = net.module_.noise_entries()
-        if entries is not None:
-            noise = noise * entries  # a table's real columns only
+        if self.entries_ is not None:
+            noise = noise * self.entries_  # a table's real columns only
         batch[0]["x"] = y + noise
 
 

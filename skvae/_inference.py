@@ -12,6 +12,7 @@ from torch.distributions import Bernoulli, Independent, MixtureSameFamily, Norma
 
 from ._arrays import rows_as_tensor
 from ._bounds import log_importance_weights
+from ._likelihoods import draw_real
 from ._engine import seeded_torch
 
 # Elements of the largest activation tensor inference builds at once (4 MB in float32).
@@ -208,15 +209,8 @@ def data_space_mean(px, data_map):
 def _sample_entries(px, generator):
     """One draw of y ~ p(y|z) per entry, from ``generator``."""
     base = px.base_dist
-    if isinstance(base, MixtureSameFamily):
-        probs = base.mixture_distribution.probs
-        c = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).reshape(probs.shape[:-1])
-        normal = base.component_distribution
-        loc = normal.loc.gather(-1, c[..., None])[..., 0]
-        scale = normal.scale.gather(-1, c[..., None])[..., 0]
-        return loc + scale * torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
-    if isinstance(base, Normal):
-        return base.loc + base.scale * torch.randn(base.loc.shape, generator=generator, device=base.loc.device)
+    if isinstance(base, (MixtureSameFamily, Normal)):
+        return draw_real(base, generator=generator)
     probs = base.probs
     if isinstance(base, Bernoulli):
         return torch.bernoulli(probs, generator=generator)

@@ -117,10 +117,10 @@ class TableLayout(nn.Module):
         """``ModelRows`` parts of table rows x (codes, NaN where missing) through the numeric data map.
 
         Returns ``(numeric, indicators, log_det, mask, bins)``; ``bins`` holds,
-        per integer entry, the ends of its interval (x - 1/2, x + 1/2) in
-        model space, the index of its value among the column's frequent
+        per integer entry, the lower end of its interval (x - 1/2, x + 1/2)
+        in model space, the index of its value among the column's frequent
         values (-1 if none) and the log of the interval's width in model
-        space, float64 of shape (n, n_integer, 4).
+        space, float64 of shape (n, n_integer, 3).
         """
         missing = torch.isnan(x)
         observed = None if not missing.any() else ~missing
@@ -144,7 +144,7 @@ class TableLayout(nn.Module):
             slope = data_map.log_slopes(numeric.to(torch.float64).index_copy(1, self.integer, values))
             resolved = (high - low) > _RESOLVED * (high.abs() + low.abs() + 1.0)
             log_width = torch.where(resolved, torch.log(high - low), slope.index_select(1, self.integer))
-            bins = torch.stack([low, high, self._spike_index(values), log_width], dim=-1)
+            bins = torch.stack([low, self._spike_index(values), log_width], dim=-1)
         codes = x.index_select(1, self.categorical)
         present = ~torch.isnan(codes)
         positions = (self.levels.offsets + codes.nan_to_num(0.0).long()).clamp(max=max(self.n_indicators - 1, 0))

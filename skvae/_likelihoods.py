@@ -140,9 +140,9 @@ class TableRows(Distribution):
         every frequent value (and the rest) of every integer column with
         frequent values.
     layout : TableLayout
-    bins : Tensor of shape (n, n_integer, 4), or None when not scoring
-        Per integer entry, its interval's ends in model space, the index of
-        its value among the frequent ones (-1 if none) and the log of the
+    bins : Tensor of shape (n, n_integer, 3), or None when not scoring
+        Per integer entry, its interval's lower end in model space, the index
+        of its value among the frequent ones (-1 if none) and the log of the
         interval's width (``TableLayout.to_model``).
     """
 
@@ -166,7 +166,7 @@ class TableRows(Distribution):
 
     def _integer_log_mass(self):
         """log P(k) of the integer columns, shape (..., n_integer)."""
-        low, log_width = self.bins[..., 0], self.bins[..., 3]
+        low, log_width = self.bins[..., 0], self.bins[..., 2]
         index = self.layout.integer
         if isinstance(self.numeric, MixtureSameFamily):
             normal = self.numeric.component_distribution
@@ -179,7 +179,7 @@ class TableRows(Distribution):
             mass = log_interval_mass(loc, scale, low, log_width)
         if not self.layout.spikes.n_blocks:
             return mass
-        return self._with_spikes(mass, self.bins[..., 2])
+        return self._with_spikes(mass, self.bins[..., 1])
 
     def _with_spikes(self, mass, found):
         """log(pi_rest * P(interval) + pi_k [k frequent]) for the columns with frequent values."""
@@ -220,7 +220,7 @@ class TableRows(Distribution):
     def draw(self, data_map, sample_shape=torch.Size(), generator=None):
         """Table codes drawn from p(x|z), float64 of shape (*sample_shape, ..., n_columns)."""
         layout = self.layout
-        numeric = data_map.inverse(_draw(self.numeric, sample_shape, generator))
+        numeric = data_map.inverse(draw_real(self.numeric, sample_shape, generator))
         spikes = layout.spikes
         if spikes.n_blocks:
             probs = self.spike_log_probs.exp().expand(*sample_shape, *self.spike_log_probs.shape)
@@ -240,8 +240,8 @@ def _pick(table, choice):
     return table[blocks, choice]
 
 
-def _draw(numeric, sample_shape, generator):
-    """Draws of a Normal or a mixture of Normals, from ``generator`` when given."""
+def draw_real(numeric, sample_shape=torch.Size(), generator=None):
+    """Draws of a Normal or a mixture of Normals (per entry), from ``generator`` when given."""
     if generator is None:
         return numeric.sample(sample_shape)
     if isinstance(numeric, MixtureSameFamily):

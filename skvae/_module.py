@@ -53,7 +53,7 @@ class ModelRows(NamedTuple):
     y: torch.Tensor  # (n, width), the module's dtype; 0 where missing
     log_det: torch.Tensor  # (n,) float64: log |dy/dx| over the observed real entries
     mask: torch.Tensor = None  # (n, width) bool, True where observed; None when all are
-    bins: torch.Tensor = None  # (n, n_integer, 4) float64: integers' intervals (TableLayout.to_model)
+    bins: torch.Tensor = None  # (n, n_integer, 3) float64: integers' intervals (TableLayout.to_model)
 
 
 class TrainingTerms(NamedTuple):
