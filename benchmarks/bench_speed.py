@@ -17,8 +17,14 @@ that a slower or busier machine moves both sides alike. Sections:
 4. ``throughput``: ``transform`` and ``sample`` of 100,000 rows.
 5. ``parallel``: ``GridSearchCV`` wall time with ``n_jobs=1`` and ``n_jobs=2``.
 6. ``import``: ``import skvae`` and ``import torch`` in fresh processes.
+7. ``busy``: wall time of the detector's fit + score and of
+   ``VAEDensityEstimator``'s fit (30 epochs each) on a quiet machine and with another process
+   keeping one core busy, with skvae's thread tuning and with torch's thread
+   count fixed (``OMP_NUM_THREADS`` set, which turns the tuning off); the
+   ratio busy / quiet of each, and tuned / fixed on the quiet machine.
 
-Run from the project root (about 7 minutes on 2 CPU cores)::
+Run from the project root (about 7 minutes on 2 CPU cores, plus the ``busy``
+section's)::
 
     PYTHONPATH=. python benchmarks/bench_speed.py --data-dir ../shared/data
 """
@@ -434,9 +440,68 @@ def import_section(repeats=5):
     return _table(("statement", f"seconds (median of {repeats} fresh processes)"), rows)
 
 
+# -- section 7: a busy machine ---------------------------------------------------------
+
+
+def busy_section(data_dir, *, rounds):
+    """Seconds quiet and with one core taken, thread tuning on and off; medians over rounds."""
+    # A fixed number of epochs, so that every setting does the same work (with
+    # early stopping a different thread count can stop at another epoch).
+    fixed = dict(max_iter=30, early_stopping=False, random_state=0)
+    X_digits = load_digits().data
+    cases = {"VAEDensityEstimator fit, digits": (lambda: VAEDensityEstimator(**fixed), X_digits, None)}
+    for name in ("stamps", "magic.gamma"):
+        data = np.load(Path(data_dir) / "ad" / f"{name}.npz")
+        X_train, X_test = train_test_split(
+            StandardScaler().fit_transform(data["X"]), test_size=0.3, stratify=data["y"], random_state=0
+        )
+        cases[f"VAEOutlierDetector fit + score, {name}"] = (lambda: VAEOutlierDetector(**fixed), X_train, X_test)
+    _fit_quietly(VAEDensityEstimator(max_iter=2, random_state=0), X_digits[:256])  # one-off costs
+    settings = [(busy, tuned) for busy in (False, True) for tuned in (True, False)]
+    rows = []
+    for case, (make, X_train, X_test) in cases.items():
+        seconds = {setting: [] for setting in settings}
+        for _ in range(rounds):
+            for busy, tuned in settings:
+                seconds[busy, tuned].append(_busy_run(make, X_train, X_test, busy=busy, tuned=tuned))
+        med = {setting: float(np.median(times)) for setting, times in seconds.items()}
+        rows.append((
+            case, *(f"{med[setting]:.2f}" for setting in settings),
+            f"{med[True, True] / med[False, True]:.2f}", f"{med[True, False] / med[False, False]:.2f}",
+            f"{med[False, True] / med[False, False]:.2f}",
+        ))
+    header = ("case", "quiet tuned s", "quiet fixed s", "busy tuned s", "busy fixed s",
+              "busy/quiet tuned", "busy/quiet fixed", "tuned/fixed quiet")
+    return _table(header, rows)
+
+
+def _busy_run(make, X_train, X_test, *, busy, tuned):
+    """Wall seconds of make().fit(X_train) (and score_samples(X_test)), beside a spinning process if busy."""
+    previous = os.environ.get("OMP_NUM_THREADS")
+    if not tuned:  # skvae leaves a count set in the environment alone; torch's own stays as it is
+        os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        if spinner is not None:
+            time.sleep(0.5)  # let it start spinning
+        start = time.perf_counter()
+        est = _fit_quietly(make(), X_train)
+        if X_test is not None:
+            est.score_samples(X_test)
+        return time.perf_counter() - start
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+        if previous is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
+
+
 # -- main ---------------------------------------------------------------------------
 
-SECTIONS = ("fit", "anomaly", "score", "throughput", "parallel", "import")
+SECTIONS = ("fit", "anomaly", "score", "throughput", "parallel", "import", "busy")
 
 
 def main(argv=None):
@@ -473,6 +538,8 @@ def _run_section(section, args, big):
         return throughput_section(big, device=args.device, rounds=args.rounds)
     if section == "parallel":
         return parallel_section(load_digits().data)
+    if section == "busy":
+        return busy_section(args.data_dir, rounds=args.rounds)
     return import_section()
 
 

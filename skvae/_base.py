@@ -24,6 +24,7 @@ from ._likelihoods import LIKELIHOODS
 from ._persistence import save_estimator
 from ._sklearn_compat import _check_feature_names, _check_n_features, _fit_context, validate_parameter_constraints
 from ._tabular import INTEGER, REAL, TableSchema, frequent_values
+from ._threads import threads_for_fit
 
 # Early stopping with early_stopping='auto' needs this many held-out rows.
 _MIN_VALIDATION_ROWS = 20
@@ -224,7 +225,10 @@ class _BaseVAE:
         if fresh:
             self._discard_fit()
         try:
-            self._fit_checked(X, incremental=incremental, fresh=fresh)
+            # The thread count the training settles on also serves the
+            # scoring that ends a fit (the detector's calibration).
+            with threads_for_fit() as threads:
+                self._fit_checked(X, incremental=incremental, fresh=fresh, threads=threads)
         except BaseException:
             # Bad input, divergence or an interrupt before the first epoch:
             # a fresh fit leaves the estimator unfitted, never half-built.
@@ -233,7 +237,7 @@ class _BaseVAE:
             raise
         return self
 
-    def _fit_checked(self, X, *, incremental, fresh):
+    def _fit_checked(self, X, *, incremental, fresh, threads=None):
         X = self._validate_rows(X, reset=fresh)
         if incremental and _is_true(self.early_stopping):
             raise ValueError("partial_fit does not support early_stopping=True.")
@@ -246,6 +250,7 @@ class _BaseVAE:
             net = self.net_
             self._check_fitted_data(X)
         options = self._training_options(len(X), incremental=incremental, seed=seed, missing=missing)
+        options = options._replace(threads=threads)
         try:
             summary = train(net, X, options)
         except BaseException:

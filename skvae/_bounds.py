@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from ._elementwise import logaddexp
+
 
 def observed_log_prob(px, y, mask=None):
     """log p(y_obs|z) per row: the sum of the entries' log-probabilities where ``mask`` holds.
@@ -68,7 +70,7 @@ def chunked_bound(log_w_chunks, *, n_draws, bound="iwae", kl=None):
         if bound == "iwae":
             # A running logsumexp: log(a + b) = logaddexp(log a, log b), exact.
             part = torch.logsumexp(chunk, dim=1)
-            total = part if total is None else torch.logaddexp(total, part)
+            total = part if total is None else logaddexp(total, part)
         else:
             part = chunk.sum(dim=1)
             total = part if total is None else total + part

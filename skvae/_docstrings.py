@@ -72,8 +72,16 @@ score does not depend on the other rows scored with it."""
 
 _PARALLEL_NOTES = """\
 Training and scoring run on torch's intra-op thread pool, which torch sizes
-at import from ``OMP_NUM_THREADS`` (all cores by default); skvae never
-changes it. joblib's default backend (loky) starts the workers of
+at import from ``OMP_NUM_THREADS`` (all cores by default). When the count is
+still torch's own, a fit and a scoring pass on the CPU time their steps and
+move to fewer threads while fewer are faster, as they are when another
+process holds a core (all threads then wait for the one that shares it: 2 to
+4 times slower on 2 cores), and the count is restored when they end. Scores,
+``transform``, ``inverse_transform`` and imputations come out the same to the
+last bit at any count; a fit that changed its count can differ from one that
+did not in the last digits. A count you set (``OMP_NUM_THREADS`` or
+``MKL_NUM_THREADS``, ``torch.set_num_threads``, ``threadpoolctl``) is used
+as it is. joblib's default backend (loky) starts the workers of
 ``GridSearchCV(n_jobs=k)`` or ``cross_validate(n_jobs=k)`` with
 ``OMP_NUM_THREADS`` set to ``cpu_count // k``, so each worker's torch uses
 its share of the cores and they are not oversubscribed. Forcing more

@@ -14,6 +14,7 @@ from ._arrays import rows_as_tensor
 from ._bounds import log_importance_weights
 from ._likelihoods import draw_real
 from ._engine import seeded_torch
+from ._threads import threads_for_chunks
 
 # Elements of the largest activation tensor inference builds at once (4 MB in float32).
 CHUNK_ELEMENTS = 2**20
@@ -39,7 +40,7 @@ def log_marginal(module, X, *, n_draws, seed, bound, device):
     rows = _chunk_rows(CHUNK_ELEMENTS // (n_draws * width))
     k_chunk = max(1, CHUNK_ELEMENTS // (rows * width))
     scores = _map_rows(
-        lambda x: module.log_marginal(x, eps, bound=bound, k_chunk=k_chunk, refine_eps=refine_eps), X, rows, device
+        lambda x: module.log_marginal(x, eps, bound=bound, k_chunk=k_chunk, refine_eps=refine_eps), X, rows, module, device
     )
     return scores.astype(np.float64)
 
@@ -59,7 +60,7 @@ def posterior_mean(module, X, *, device):
         rows = module.preprocess(x)
         return module.encode(rows.y, rows.mask, capped=True).mean
 
-    Z = _map_rows(encode, X, rows, device)
+    Z = _map_rows(encode, X, rows, module, device)
     return Z.reshape(len(X), module.n_components)
 
 
@@ -67,9 +68,9 @@ def decoder_mean(module, Z, *, device):
     """The mean of p(x|z) mapped to data space, float64 of shape (n_samples, n_features)."""
     rows = _chunk_rows(CHUNK_ELEMENTS // _widest_layer(module))
     if module.layout is None:
-        X = _map_rows(lambda z: module.postprocess(module.decode(z.to(torch.float32)).mean), Z, rows, device)
+        X = _map_rows(lambda z: module.postprocess(module.decode(z.to(torch.float32)).mean), Z, rows, module, device)
     else:
-        X = _map_rows(lambda z: _table_codes(module, _table_means(module, module.decode(z.to(torch.float32)))), Z, rows, device)
+        X = _map_rows(lambda z: _table_codes(module, _table_means(module, module.decode(z.to(torch.float32)))), Z, rows, module, device)
     return X.reshape(len(Z), module.arguments["n_features"])
 
 
@@ -116,16 +117,21 @@ def _widest_layer(module):
     return max(module.width, arguments["n_components"], *arguments["hidden_layer_sizes"])
 
 
-def _map_rows(fn, X, rows_per_chunk, device):
+def _map_rows(fn, X, rows_per_chunk, module, device):
     """Apply ``fn(x_chunk) -> tensor`` to row chunks of X under inference_mode.
 
     The results are written into one array allocated up front: small
     per-chunk results kept alive between the large temporaries of each
     chunk would fragment the heap and grow memory with the number of rows.
+    On the CPU the thread count is tuned over the chunks (``_threads``); the
+    results do not depend on it.
     """
     out = None
-    with torch.inference_mode():
+    same_bits = module.likelihood.same_bits_any_threads
+    with torch.inference_mode(), threads_for_chunks(device, same_bits=same_bits) as tuner:
         for start in range(0, len(X), rows_per_chunk):
+            if tuner is not None:
+                tuner.begin()
             x = rows_as_tensor(X[start : start + rows_per_chunk]).to(device)
             n = len(x)
             if n % TILE_ROWS:
@@ -134,6 +140,8 @@ def _map_rows(fn, X, rows_per_chunk, device):
             if out is None:
                 out = np.empty((len(X), *result.shape[1:]), dtype=result.dtype)
             out[start : start + n] = result
+            if tuner is not None:
+                tuner.end(n)
     return np.empty((0,)) if out is None else out
 
 
@@ -153,7 +161,7 @@ def impute(module, X, *, n_draws, seed, device, sample=False):
     rows = _chunk_rows(CHUNK_ELEMENTS // (n_draws * _widest_layer(module)))
     generator = torch.Generator(device=device).manual_seed(seed + 1) if sample else None
     filled = _map_rows(
-        lambda x: _impute_rows(module, x, eps, refine_eps, generator), X, rows, device
+        lambda x: _impute_rows(module, x, eps, refine_eps, generator), X, rows, module, device
     ).reshape(X.shape)
     return np.where(np.isnan(X), filled, X)
 
@@ -165,14 +173,17 @@ def _impute_rows(module, x, eps, refine_eps, generator):
     z = qz.base_dist.loc + qz.base_dist.scale * eps.to(y)[:, None, :]
     px = module.decode(z, bins)
     log_w = log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask)
+    # Normalised over each row's draws, laid out contiguously: a softmax over
+    # the outer axis splits among threads in a way that changes its rounding.
+    row_weights = torch.softmax(log_w.double().T.contiguous(), dim=-1)
     if generator is None:
-        weights = torch.softmax(log_w.double(), dim=0)
+        weights = row_weights.T
         if module.layout is None:
             return (weights[..., None] * data_space_mean(px, module.data_map)).sum(0)
         # A table: the numeric columns' conditional means, and each block's
         # level probabilities given x_obs, whose most probable level fills a hole.
         return _table_codes(module, (weights[..., None] * _table_means(module, px)).sum(0))
-    k = torch.multinomial(torch.softmax(log_w.double(), dim=0).T, 1, generator=generator)[:, 0]
+    k = torch.multinomial(row_weights, 1, generator=generator)[:, 0]
     if module.layout is not None:
         return px.base_dist.draw(module.data_map, generator=generator)[k, torch.arange(len(k))]
     y_new = _sample_entries(px, generator)[k, torch.arange(len(k))]

@@ -10,7 +10,6 @@ import math
 from typing import Callable, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch.distributions import (
     Bernoulli,
     Categorical,
@@ -21,6 +20,8 @@ from torch.distributions import (
     Normal,
 )
 
+from ._elementwise import logaddexp, softplus
+
 # Lower bound on the Gaussian decoder's standard deviation, in the model's
 # standardised units (user guide, "Choosing a likelihood"): without it the likelihood of a
 # point the decoder reproduces exactly grows without bound.
@@ -28,7 +29,7 @@ MIN_SCALE = 1e-3
 
 
 def _gaussian(params, raw_scale):
-    scale = F.softplus(raw_scale) + MIN_SCALE
+    scale = softplus(raw_scale) + MIN_SCALE
     return Independent(Normal(params[..., 0], scale, validate_args=False), 1)
 
 
@@ -36,7 +37,7 @@ def _gaussian_mixture(params, raw_scale=None):
     # Per feature: mixture logits, means and raw scales of the components,
     # each of shape (..., n_features, n_mixture_components).
     logits, loc, raw = params.unflatten(-1, (3, -1)).unbind(-2)
-    scale = F.softplus(raw) + MIN_SCALE
+    scale = softplus(raw) + MIN_SCALE
     mixture = MixtureSameFamily(
         Categorical(logits=logits, validate_args=False),
         Normal(loc, scale, validate_args=False),
@@ -69,6 +70,9 @@ class Likelihood(NamedTuple):
     n_params: Callable  # n_mixture_components -> decoder outputs per feature
     has_scale: bool  # a learned per-feature scale, shared by all rows
     support: str  # "real", "binary" or "unit_interval"
+    # Whether log p(y|z) comes out the same to the last bit at any torch
+    # thread count (torch's ContinuousBernoulli uses kernels that do not).
+    same_bits_any_threads: bool = True
 
 
 LIKELIHOODS = {
@@ -78,7 +82,7 @@ LIKELIHOODS = {
     ),
     "bernoulli": Likelihood(_bernoulli, _one, has_scale=False, support="binary"),
     "continuous_bernoulli": Likelihood(
-        _continuous_bernoulli, _one, has_scale=False, support="unit_interval"
+        _continuous_bernoulli, _one, has_scale=False, support="unit_interval", same_bits_any_threads=False
     ),
 }
 
@@ -192,7 +196,7 @@ class TableRows(Distribution):
         batch = torch.broadcast_shapes(log_probs.shape[:-1], found.shape[:-1])
         at = (start + found.long().clamp(min=0)).expand(*batch, -1)
         spike = torch.where(found >= 0, log_probs.expand(*batch, -1).gather(-1, at), -torch.inf)
-        mixed = torch.logaddexp(rest + mass, spike)
+        mixed = logaddexp(rest + mass, spike)
         return torch.where(has, mixed, mass)
 
     @property

@@ -11,22 +11,33 @@ space (user guide, "What score_samples measures").
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Independent, Normal, kl_divergence
 
+from ._elementwise import elu, sigmoid, silu, softplus
 from ._bounds import chunked_bound, log_importance_weights, observed_log_prob
 from ._layout import TableLayout
 from ._likelihoods import LIKELIHOODS, TableRows
 from ._transforms import DataMap
 
+class _Elementwise(nn.Module):
+    """An activation layer of a function from ``_elementwise`` (the same bits at any thread count)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
 ACTIVATIONS = {
     "identity": nn.Identity,
-    "logistic": nn.Sigmoid,
+    "logistic": lambda: _Elementwise(sigmoid),
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
-    "elu": nn.ELU,
-    "silu": nn.SiLU,
+    "elu": lambda: _Elementwise(elu),
+    "silu": lambda: _Elementwise(silu),
 }
 
 # Floor on the encoder's standard deviation, so log q(z|x) stays finite.
@@ -199,7 +210,7 @@ class VAEModule(nn.Module):
         if self.mask_input:
             y = torch.cat([y, torch.ones_like(y) if mask is None else mask.to(y.dtype)], dim=-1)
         loc, raw_scale = self.encoder_head(self.encoder(y)).chunk(2, dim=-1)
-        scale = F.softplus(raw_scale) + MIN_LATENT_SCALE
+        scale = softplus(raw_scale) + MIN_LATENT_SCALE
         if capped:
             loc = loc.clamp(-MAX_LATENT_LOC, MAX_LATENT_LOC)
             scale = scale.clamp(max=MAX_LATENT_SCALE)

@@ -19,6 +19,24 @@ from torch.distributions.transforms import (
     Transform,
 )
 
+from ._elementwise import log1p, softplus
+
+
+class _Sigmoid(SigmoidTransform):
+    """``SigmoidTransform`` whose results do not depend on torch's thread count (see ``_elementwise``)."""
+
+    def _call(self, x):
+        finfo = torch.finfo(x.dtype)
+        return (1 / (1 + torch.exp(-x))).clamp(min=finfo.tiny, max=1.0 - finfo.eps)
+
+    def _inverse(self, y):
+        finfo = torch.finfo(y.dtype)
+        y = y.clamp(min=finfo.tiny, max=1.0 - finfo.eps)
+        return y.log() - log1p(-y)
+
+    def log_abs_det_jacobian(self, x, y):
+        return -softplus(-x) - softplus(x)
+
 
 class YeoJohnsonTransform(Transform):
     r"""The Yeo-Johnson power map (Yeo and Johnson, 2000), continued along its tangent.
@@ -67,7 +85,7 @@ class YeoJohnsonTransform(Transform):
     def _log_slope(self, c):
         # d/du of Yeo-Johnson: (1 + u)^(lambda - 1) for u >= 0, (1 - u)^(1 - lambda) below.
         exponent = torch.where(c >= 0, self.lambdas - 1, 1 - self.lambdas)
-        return exponent * torch.log1p(c.abs())
+        return exponent * log1p(c.abs())
 
 
 def _yeo_johnson(u, lambdas):
@@ -75,13 +93,13 @@ def _yeo_johnson(u, lambdas):
     tiny = torch.finfo(u.dtype).eps
     lambdas = torch.broadcast_to(lambdas, u.shape)
     positive = torch.where(
-        lambdas.abs() < tiny, torch.log1p(u.clamp(min=0)),
-        torch.expm1(lambdas * torch.log1p(u.clamp(min=0))) / lambdas,
+        lambdas.abs() < tiny, log1p(u.clamp(min=0)),
+        torch.expm1(lambdas * log1p(u.clamp(min=0))) / lambdas,
     )
     negative = torch.where(
         (lambdas - 2).abs() > tiny,
-        -torch.expm1((2 - lambdas) * torch.log1p(-u.clamp(max=0))) / (2 - lambdas),
-        -torch.log1p(-u.clamp(max=0)),
+        -torch.expm1((2 - lambdas) * log1p(-u.clamp(max=0))) / (2 - lambdas),
+        -log1p(-u.clamp(max=0)),
     )
     return torch.where(u >= 0, positive, negative)
 
@@ -92,11 +110,11 @@ def _yeo_johnson_inverse(y, lambdas):
     lambdas = torch.broadcast_to(lambdas, y.shape)
     positive = torch.where(
         lambdas.abs() < tiny, torch.expm1(y.clamp(min=0)),
-        torch.expm1(torch.log1p(lambdas * y.clamp(min=0)) / lambdas),
+        torch.expm1(log1p(lambdas * y.clamp(min=0)) / lambdas),
     )
     negative = torch.where(
         (lambdas - 2).abs() > tiny,
-        -torch.expm1(torch.log1p(-(2 - lambdas) * y.clamp(max=0)) / (2 - lambdas)),
+        -torch.expm1(log1p(-(2 - lambdas) * y.clamp(max=0)) / (2 - lambdas)),
         -torch.expm1(-y.clamp(max=0)),
     )
     return torch.where(y >= 0, positive, negative)
@@ -111,7 +129,7 @@ STEPS = {
     # x -> logit((x - low) / (high - low))
     "bounds": (
         ("low", "high"),
-        lambda b: [SigmoidTransform(), AffineTransform(b["low"], b["high"] - b["low"])],
+        lambda b: [_Sigmoid(), AffineTransform(b["low"], b["high"] - b["low"])],
     ),
     # u -> Yeo-Johnson(u), tangent lines beyond [low, high]
     "yeo_johnson": (

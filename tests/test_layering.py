@@ -5,11 +5,12 @@ from pathlib import Path
 
 import skvae
 
-# bounds <- likelihoods <- module <- engine <- base <- estimators, with the
+# elementwise <- bounds <- likelihoods <- module <- engine <- base <- estimators, with the
 # helpers of each layer beside it; persistence beside the engine's users,
 # never importing an estimator.
 LAYERS = [
-    {"_sklearn_compat", "_version", "_arrays", "_bounds", "_transforms", "_tabular"},
+    {"_elementwise"},
+    {"_sklearn_compat", "_version", "_arrays", "_bounds", "_transforms", "_tabular", "_threads"},
     {"_likelihoods", "_layout"},
     {"_module", "_data"},
     {"_engine", "_params"},
