@@ -5,7 +5,10 @@ Runs the protocol of ``shared/data/README.md``: for each seed, a stratified
 fitted on the training part without labels (anomalies included), the test part
 scored so that higher means more anomalous, then AUROC and average precision.
 Prints one Markdown table: mean over seeds per dataset, the mean over datasets,
-each method's average rank (1 = best) and its total fit and score time.
+each method's average rank (1 = best) and its total fit and score time; then,
+for the detectors whose ``predict`` sets its own threshold without a given
+rate (``contamination='auto'``: skvae, IsolationForest, LOF), the mean
+precision, recall and F1 of ``predict`` on the test part.
 
 With ``--missing RATE``, that fraction of the entries is removed at random
 (MCAR, seeded) from the test part (``--missing-in test``) or from both parts
@@ -39,7 +42,8 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.base import is_outlier_detector
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import LocalOutlierFactor
@@ -112,7 +116,11 @@ def split(X, y, seed):
 
 
 def run_one(detector, is_pyod, X_train, X_test):
-    """Fit without labels, score the test rows (higher = more anomalous) and time both."""
+    """Fit without labels, score the test rows (higher = more anomalous) and time both.
+
+    Also returns the test rows ``predict`` flags (-1) for scikit-learn
+    outlier detectors, whose default threshold assumes no rate; else None.
+    """
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -130,7 +138,11 @@ def run_one(detector, is_pyod, X_train, X_test):
     # rank such rows as the most anomalous instead of failing.
     big = np.finfo(np.float64).max
     anomaly = np.nan_to_num(anomaly, nan=np.nan, posinf=big, neginf=-big)
-    return anomaly, fitted - start, time.perf_counter() - fitted
+    scored = time.perf_counter()
+    flagged = None
+    if not is_pyod and is_outlier_detector(detector):
+        flagged = detector.predict(X_test) == -1
+    return anomaly, fitted - start, scored - fitted, flagged
 
 
 def remove_entries(X, rate, seed):
@@ -150,14 +162,19 @@ def evaluate(X, y, seeds, methods=None, missing=0.0, missing_in="test"):
             if missing_in == "both":
                 X_train = remove_entries(X_train, missing, seed + 1000)
         for name, (detector, is_pyod) in detectors(seed, methods, missing=bool(missing)).items():
-            anomaly, fit_s, score_s = run_one(detector, is_pyod, X_train, X_test)
+            anomaly, fit_s, score_s, flagged = run_one(detector, is_pyod, X_train, X_test)
             row = out.setdefault(name, {"auroc": [], "ap": [], "fit_s": 0.0, "score_s": 0.0})
             row["auroc"].append(roc_auc_score(y_test, anomaly))
             row["ap"].append(average_precision_score(y_test, anomaly))
+            if flagged is not None:
+                for key, metric in (("precision", precision_score), ("recall", recall_score), ("f1", f1_score)):
+                    row.setdefault(key, []).append(metric(y_test, flagged, zero_division=0))
+                row.setdefault("flagged", []).append(flagged.mean())
             row["fit_s"] += fit_s
             row["score_s"] += score_s
+    means = ("auroc", "ap", "precision", "recall", "f1", "flagged")
     return {
-        name: {**row, "auroc": float(np.mean(row["auroc"])), "ap": float(np.mean(row["ap"]))}
+        name: {**row, **{key: float(np.mean(row[key])) for key in means if key in row}}
         for name, row in out.items()
     }
 
@@ -189,6 +206,20 @@ def format_table(results):
     return "\n".join(lines)
 
 
+def format_predict_table(results):
+    """Mean precision, recall and F1 of ``predict`` over datasets, with the share of test rows flagged."""
+    names = [m for m in next(iter(results.values())) if "f1" in next(iter(results.values()))[m]]
+    if not names:
+        return ""
+    lines = ["| predict (default threshold) | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for key, label in (("precision", "precision"), ("recall", "recall"), ("f1", "**F1**"), ("flagged", "test rows flagged")):
+        cells = [f"{np.mean([r[m][key] for r in results.values()]):.3f}" for m in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    ranks = [rankdata([-r[m]["f1"] for m in names]) for r in results.values()]
+    lines.append("| F1 avg rank | " + " | ".join(f"{v:.2f}" for v in np.mean(ranks, axis=0)) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data/ad"))
@@ -209,6 +240,8 @@ def main(argv=None):
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     print()
     print(format_table(results))
+    print()
+    print(format_predict_table(results))
     holes = f"; {args.missing:.0%} of entries missing in the {args.missing_in} part(s)" if args.missing else ""
     print(f"\nseeds {args.seeds}{holes}; AUROC (average precision); total {time.perf_counter() - start:.0f} s")
 

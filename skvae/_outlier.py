@@ -13,9 +13,6 @@ from ._params import Parameter, constraints, make_init, parameters
 from ._persistence import register
 from ._sklearn_compat import Interval, StrOptions
 
-# Tukey's fences: a row is far out when it lies more than 1.5 interquartile
-# ranges below the first quartile (Tukey, 1977, "Exploratory Data Analysis").
-_TUKEY_K = 1.5
 # Training rows kept to put the scores of incomplete rows on the scale of
 # complete ones (see Notes).
 _REFERENCE_ROWS = 256
@@ -26,10 +23,12 @@ _CONTAMINATION = Parameter(
 How the threshold ``offset_`` is set from the training scores. A float in
 (0, 0.5] is the expected proportion of outliers: ``offset_`` is that
 percentile of the training scores, so that this proportion of the
-training rows is predicted -1, as in IsolationForest. ``'auto'``:
-``offset_`` is the lower Tukey fence of the training scores,
-``Q1 - 1.5 * (Q3 - Q1)`` with Q1, Q3 their quartiles, so no proportion is
-assumed.""",
+training rows is predicted -1, as in IsolationForest. ``'auto'``: no
+proportion is assumed; ``offset_`` splits the training scores into the two
+groups that are most apart, the split that minimises the variance within
+the groups (Otsu's threshold, Otsu 1979, the 1-D 2-means split). See the
+user guide for how it compares with IsolationForest's and LOF's
+``'auto'``.""",
 )
 
 # The detector's own defaults, chosen for anomaly detection (see Notes).
@@ -215,8 +214,7 @@ reference_ : ndarray of shape (n_reference, n_features)
         if self.contamination != "auto":
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         else:
-            q1, q3 = np.percentile(scores, [25, 75])
-            self.offset_ = float(q1 - _TUKEY_K * (q3 - q1))
+            self.offset_ = _two_group_threshold(scores)
 
     def _comparable_scores(self, X, counts=None):
         """log p(x_obs) of validated rows, those with missing entries put on the complete rows' scale.
@@ -273,3 +271,27 @@ reference_ : ndarray of shape (n_reference, n_features)
     def _auto_batch_size(n_samples):
         """``min(128, n_samples)``: see Notes."""
         return min(128, n_samples)
+
+
+def _two_group_threshold(scores):
+    """The threshold that splits ``scores`` into two groups with the least variance within them.
+
+    Otsu's method on the sorted scores: for each split into the lowest i and
+    the rest, the between-group variance w0 w1 (m0 - m1)^2 (equivalently the
+    least within-group variance); the threshold is halfway between the two
+    scores at the best split, so that the lower group lies strictly below it.
+    Equal scores give their common value, below which nothing lies.
+    """
+    x = np.sort(np.asarray(scores, dtype=np.float64))
+    n = len(x)
+    if n < 2 or x[0] == x[-1]:
+        return float(x[0])
+    i = np.arange(1, n)
+    low_sums = np.cumsum(x)[:-1]
+    low_means = low_sums / i
+    high_means = (x.sum() - low_sums) / (n - i)
+    between = (i / n) * (1 - i / n) * (low_means - high_means) ** 2
+    # Only between distinct scores: a split inside a run of ties is not a split.
+    between[x[1:] == x[:-1]] = -np.inf
+    best = int(np.argmax(between))
+    return float((x[best] + x[best + 1]) / 2)

@@ -16,6 +16,17 @@ machine, and back up when the larger count is faster again. The probes sit at
 fixed steps, so on a machine whose load does not change a fit runs the same
 counts at the same steps and gives the same result every time.
 
+The probes run real steps at the other count, so a fit's result depends on
+the counts it ran (a training step's bits depend on the count, through the
+order in which small matrix products are summed): on a machine whose load does
+not change it is the same every time, and it differs in the last digits from a
+fit with the count fixed, which can move early stopping by some epochs.
+Shadow probes (timing extra forward passes, the steps left alone) were tried
+and dropped: a window long enough to see the stalls (several scheduler slices)
+cost a small fit 30% on a quiet machine, and they missed the contention of a
+small model's backward pass. Scoring gives the same bits at any count
+(``_elementwise``), so its probes change nothing.
+
 The count is the user's to fix: with ``OMP_NUM_THREADS`` or
 ``MKL_NUM_THREADS`` set (as joblib's and Dask's workers have it), or with
 ``torch.set_num_threads`` / ``threadpoolctl`` limits changing the count since
@@ -74,8 +85,9 @@ def threads_for_chunks(device, *, same_bits=True):
     if torch.device(device).type != "cpu" or not same_bits:
         return _restoring(lambda count: None)
     # Chunks are few and large: a probe of 2 chunks (1 timed) after 1 warm-up
-    # chunk and 3 timed ones, then probes 16, 32, ... chunks apart.
-    return _restoring(lambda count: ThreadTuner(count, warmup=1, window=3, probe=2, first_gap=16))
+    # chunk and 7 timed ones, then probes 32, 64, ... chunks apart (16 apart
+    # cost a quiet machine 10% of a scoring pass).
+    return _restoring(lambda count: ThreadTuner(count, warmup=1, window=7, probe=2, first_gap=32))
 
 
 class ThreadTuner:
