@@ -273,25 +273,32 @@ reference_ : ndarray of shape (n_reference, n_features)
         return min(128, n_samples)
 
 
-def _two_group_threshold(scores):
+def _two_group_threshold(scores, block=16384):
     """The threshold that splits ``scores`` into two groups with the least variance within them.
 
     Otsu's method on the sorted scores: for each split into the lowest i and
     the rest, the between-group variance w0 w1 (m0 - m1)^2 (equivalently the
     least within-group variance); the threshold is halfway between the two
     scores at the best split, so that the lower group lies strictly below it.
-    Equal scores give their common value, below which nothing lies.
+    Equal scores give their common value, below which nothing lies. The splits
+    are scanned in blocks, so that memory beyond the sorted copy stays small
+    for any number of rows.
     """
     x = np.sort(np.asarray(scores, dtype=np.float64))
     n = len(x)
     if n < 2 or x[0] == x[-1]:
         return float(x[0])
-    i = np.arange(1, n)
-    low_sums = np.cumsum(x)[:-1]
-    low_means = low_sums / i
-    high_means = (x.sum() - low_sums) / (n - i)
-    between = (i / n) * (1 - i / n) * (low_means - high_means) ** 2
-    # Only between distinct scores: a split inside a run of ties is not a split.
-    between[x[1:] == x[:-1]] = -np.inf
-    best = int(np.argmax(between))
-    return float((x[best] + x[best + 1]) / 2)
+    total, low_sum = x.sum(), 0.0
+    best, best_at = -np.inf, 0
+    for start in range(0, n - 1, block):
+        stop = min(start + block, n - 1)  # splits after rows start .. stop - 1
+        low_sums = low_sum + np.cumsum(x[start:stop])
+        low_sum = low_sums[-1]
+        i = np.arange(start + 1, stop + 1, dtype=np.float64)
+        between = (i / n) * (1 - i / n) * (low_sums / i - (total - low_sums) / (n - i)) ** 2
+        # Only between distinct scores: a split inside a run of ties is not a split.
+        between[x[start + 1 : stop + 1] == x[start:stop]] = -np.inf
+        k = int(np.argmax(between))
+        if between[k] > best:
+            best, best_at = between[k], start + k
+    return float((x[best_at] + x[best_at + 1]) / 2)
