@@ -78,8 +78,8 @@ move to fewer threads while fewer are faster, as they are when another
 process holds a core (all threads then wait for the one that shares it: 2 to
 4 times slower on 2 cores), and the count is restored when they end. Scores,
 ``transform``, ``inverse_transform`` and imputations come out the same to the
-last bit at any count; a fit that changed its count can differ from one that
-did not in the last digits. A count you set (``OMP_NUM_THREADS`` or
+last bit at any count (the continuous Bernoulli likelihood's keep the count);
+a tuned fit differs in the last digits from one with the count fixed. A count you set (``OMP_NUM_THREADS`` or
 ``MKL_NUM_THREADS``, ``torch.set_num_threads``, ``threadpoolctl``) is used
 as it is. joblib's default backend (loky) starts the workers of
 ``GridSearchCV(n_jobs=k)`` or ``cross_validate(n_jobs=k)`` with

@@ -6,7 +6,7 @@ in torch 2.13) the elements at the end of each thread's share take a scalar code
 whose rounding differs from the vectorised one. The result of a row then
 depends on the thread count, which skvae changes when a machine is busy
 (``_threads``). These forms are built from operations whose result does not
-depend on the split (arithmetic, ``exp``, ``log``), and are as accurate to a
+depend on the split (arithmetic, ``exp``, ``expm1``, ``log``), and are as accurate to a
 few units in the last place. ``tests/test_threads.py`` checks that scores come
 out the same to the last bit with 1, 2 and 3 threads.
 
@@ -25,7 +25,7 @@ def softplus(x):
     """log(1 + exp(x)), without overflow; its gradient is the logistic function of x."""
     if x.requires_grad:
         return F.softplus(x)
-    return x.clamp(min=0) + torch.log(1 + torch.exp(-x.abs()))
+    return x.clamp(min=0) + log1p(torch.exp(-x.abs()))
 
 
 def sigmoid(x):
@@ -57,8 +57,8 @@ def log1p(u):
     w = 1 + u
     # Where w rounds to 1, log(1 + u) = u to working precision; elsewhere
     # log(w) * u / (w - 1) cancels the rounding error of w.
-    exact = w == 1
-    return torch.where(exact, u, torch.log(w) * (u / torch.where(exact, torch.ones_like(w), w - 1)))
+    exact = (w == 1) | torch.isinf(w)
+    return torch.where(exact, torch.where(w == 1, u, w), torch.log(w) * (u / torch.where(exact, torch.ones_like(w), w - 1)))
 
 
 def logaddexp(a, b):

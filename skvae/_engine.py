@@ -637,7 +637,7 @@ class TrainingOptions(NamedTuple):
     callbacks: tuple = ()  # the user's, copied for the call
     incremental: bool = False  # partial_fit: no warning when max_epochs ends training
     missing: bool = False  # X has missing entries (NaN)
-    threads: object = None  # a ThreadTuner for the call, or None to leave the count alone
+    threads: object = None  # a TrainingThreads callback for the call, or None to leave the count alone
 
 
 class Summary(NamedTuple):
@@ -721,7 +721,7 @@ def _callbacks(net, options):
     """Thread count, divergence guard, stopping rule, step-size schedule, averaging, progress, the user's, noise."""
     monitor = "valid_loss" if options.early_stopping else "train_loss"
     plateau = dict(monitor=monitor, threshold=options.tol, threshold_mode="abs")
-    callbacks = [("threads", options.threads)] if options.threads is not None else []
+    callbacks = [("thread_tuning", options.threads)] if options.threads is not None else []
     callbacks += [
         ("last_good", LastGoodState()),
         ("stopping", StoppingRule(patience=options.n_iter_no_change, load_best=options.early_stopping, **plateau)),

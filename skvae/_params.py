@@ -189,8 +189,9 @@ kept."""),
     Parameter("random_state", None, ["random_state"], "int, RandomState instance or None", """\
 Seeds weight initialisation, shuffling, the validation split, the
 training noise and the draws of :meth:`score_samples`. Pass an int for
-reproducible results. Global random states (numpy's, torch's) are never
-touched."""),
+reproducible results (a fit on a machine whose load changes can differ in
+the last digits unless torch's thread count is fixed, see Notes). Global
+random states (numpy's, torch's) are never touched."""),
     Parameter("device", "cpu", [StrOptions({"cpu", "cuda", "auto"}), torch.device],
               "{'cpu', 'cuda', 'auto'} or torch.device", """\
 Where the model trains and scores. ``'auto'`` picks CUDA when available."""),

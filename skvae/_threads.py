@@ -3,8 +3,8 @@
 Torch splits each operation among its intra-op threads and waits for all of
 them at the end. When another process holds one of the cores, the thread that
 shares that core runs only in the scheduler's slices, and every operation
-waits for it: on 2 cores with one of them busy, epochs of small models were
-measured 3 to 5 times slower with 2 threads than with 1. No fixed count is
+waits for it: on 2 cores with one of them busy, fits with 2 threads were
+measured 3.9 to 4.7 times slower than on a quiet machine. No fixed count is
 right on both a quiet and a busy machine (2 threads make the same fits up to
 1.6 times faster when both cores are free), so a fit measures.
 
@@ -28,9 +28,12 @@ small model's backward pass. Scoring gives the same bits at any count
 (``_elementwise``), so its probes change nothing.
 
 The count is the user's to fix: with ``OMP_NUM_THREADS`` or
-``MKL_NUM_THREADS`` set (as joblib's and Dask's workers have it), or with
-``torch.set_num_threads`` / ``threadpoolctl`` limits changing the count since
-skvae was imported, nothing is tuned. Whatever a fit changes it restores.
+``MKL_NUM_THREADS`` set in the environment (as joblib's and Dask's workers
+have it; setting it after torch started also works, and is the way to turn the
+tuning off), or with ``torch.set_num_threads`` / ``threadpoolctl`` limits
+making the count differ from the one torch had when skvae was imported,
+nothing is tuned. A count set before skvae's import, or set to the value
+torch had, cannot be told from torch's own. Whatever a fit changes it restores.
 """
 
 import os
@@ -59,24 +62,25 @@ def user_fixed_threads():
 
 @contextmanager
 def _restoring(make):
-    """Yield ``make(count)``, or None when the count is 1 or the user's; restore the count after."""
+    """Yield ``make(count)``, or None when the count is 1 or the user's; restore the count after a tuner."""
     start = torch.get_num_threads()
-    if start < 2 or user_fixed_threads():
+    tuner = None if start < 2 or user_fixed_threads() else make(start)
+    if tuner is None:
         yield None
         return
     try:
-        yield make(start)
+        yield tuner
     finally:
         torch.set_num_threads(start)
 
 
 def threads_for_fit():
-    """A ``TrainingThreads`` callback for one fit (None when there is nothing to tune)."""
+    """A context yielding a ``TrainingThreads`` callback for one fit (None when there is nothing to tune)."""
     return _restoring(lambda count: TrainingThreads(ThreadTuner(count)))
 
 
 def threads_for_chunks(device, *, same_bits=True):
-    """A ``ThreadTuner`` for one pass of inference over row chunks on ``device``, or None.
+    """A context yielding a ``ThreadTuner`` for one pass of inference over row chunks on ``device``, or None.
 
     ``same_bits`` says whether the model's results are the same at any thread
     count; a model whose are not keeps the count, so that its scores never
@@ -201,6 +205,12 @@ class TrainingThreads(Callback):
     def on_batch_end(self, net, batch=None, training=False, **kwargs):
         if training and self.active_:
             self.tuner.end(_n_rows(batch))
+
+    def on_train_end(self, net, **kwargs):
+        # A fit that ends inside a probe goes on (its final scoring) at the chosen count.
+        if self.active_:
+            self.tuner.probing_ = None
+            torch.set_num_threads(self.tuner.current_)
 
 
 def _typical(times):

@@ -19,7 +19,7 @@ from torch.distributions.transforms import (
     Transform,
 )
 
-from ._elementwise import log1p, softplus
+from ._elementwise import log1p, sigmoid, softplus
 
 
 class _Sigmoid(SigmoidTransform):
@@ -27,7 +27,7 @@ class _Sigmoid(SigmoidTransform):
 
     def _call(self, x):
         finfo = torch.finfo(x.dtype)
-        return (1 / (1 + torch.exp(-x))).clamp(min=finfo.tiny, max=1.0 - finfo.eps)
+        return sigmoid(x).clamp(min=finfo.tiny, max=1.0 - finfo.eps)
 
     def _inverse(self, y):
         finfo = torch.finfo(y.dtype)

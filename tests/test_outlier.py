@@ -296,3 +296,16 @@ def test_a_memory_mapped_training_set_gets_the_noise_too(X, tmp_path):
     assert np.all(np.isfinite(noisy.score_samples(X)))
     assert not np.array_equal(noisy.score_samples(X), plain.score_samples(X))
     np.testing.assert_array_equal(data, X)
+
+
+def test_auto_threshold_is_not_taken_by_one_extreme_row_or_infinite_scores():
+    from skvae._outlier import _auto_threshold
+
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.normal(-10, 1, 1000), rng.normal(-60, 3, 20)]
+    assert np.sum(scores < _auto_threshold(scores)) == 20
+    # Without the clipping, the -1e5 row alone made the lower group.
+    for extreme in (-1e5, -np.inf):
+        with_extreme = np.r_[scores, extreme]
+        threshold = _auto_threshold(with_extreme)
+        assert np.isfinite(threshold) and np.sum(with_extreme < threshold) == 21

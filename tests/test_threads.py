@@ -79,7 +79,7 @@ def test_a_fit_on_a_busy_machine_trains_on_fewer_threads_then_restores_the_count
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = VAEDensityEstimator(max_iter=20, early_stopping=False, random_state=0).fit(X)
-    tuner = dict(est.net_.callbacks_)["threads"].tuner
+    tuner = dict(est.net_.callbacks_)["thread_tuning"].tuner
     assert tuner.counts_ and tuner.current_ < threads
     assert torch.get_num_threads() == threads
 
@@ -88,12 +88,12 @@ def test_a_count_the_user_fixed_is_left_alone(monkeypatch, restore_threads):
     X = load_breast_cancer().data
     fit = dict(max_iter=2, random_state=0)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert "threads" not in dict(VAEDensityEstimator(**fit).fit(X).net_.callbacks_)
+    assert "thread_tuning" not in dict(VAEDensityEstimator(**fit).fit(X).net_.callbacks_)
     monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     torch.set_num_threads(_threads._IMPORT_THREADS + 1)  # as torch.set_num_threads or threadpoolctl would
     est = VAEDensityEstimator(**fit).fit(X)
-    assert "threads" not in dict(est.net_.callbacks_)
+    assert "thread_tuning" not in dict(est.net_.callbacks_)
     assert torch.get_num_threads() == _threads._IMPORT_THREADS + 1
 
 
@@ -146,3 +146,23 @@ def test_transform_inverse_transform_and_imputation_have_the_same_bits_at_any_th
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_the_split_invariant_forms_match_torch():
+    from skvae import _elementwise
+
+    x = torch.linspace(-60, 60, 10001, dtype=torch.float64)
+    # torch's softplus returns x above 20 (2e-9 off); numpy's logaddexp is exact.
+    np.testing.assert_allclose(_elementwise.softplus(x), np.logaddexp(0, x.numpy()), rtol=1e-14)
+    for ours, theirs in [
+        (_elementwise.sigmoid, torch.sigmoid),
+        (_elementwise.elu, torch.nn.functional.elu),
+        (_elementwise.silu, torch.nn.functional.silu),
+    ]:
+        np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-12, atol=1e-300)
+    u = torch.cat([torch.logspace(-300, 300, 1001, dtype=torch.float64), -torch.logspace(-300, -1e-9, 1001, dtype=torch.float64)])
+    np.testing.assert_allclose(_elementwise.log1p(u), torch.log1p(u), rtol=1e-14)
+    assert _elementwise.log1p(torch.tensor(float("inf"))) == float("inf")
+    a, b = torch.randn(1000, dtype=torch.float64) * 30, torch.randn(1000, dtype=torch.float64) * 30
+    np.testing.assert_allclose(_elementwise.logaddexp(a, b), torch.logaddexp(a, b), rtol=1e-14)
+    assert _elementwise.logaddexp(torch.tensor(-torch.inf), torch.tensor(-torch.inf)) == -torch.inf
