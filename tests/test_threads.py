@@ -166,3 +166,12 @@ def test_the_split_invariant_forms_match_torch():
     a, b = torch.randn(1000, dtype=torch.float64) * 30, torch.randn(1000, dtype=torch.float64) * 30
     np.testing.assert_allclose(_elementwise.logaddexp(a, b), torch.logaddexp(a, b), rtol=1e-14)
     assert _elementwise.logaddexp(torch.tensor(-torch.inf), torch.tensor(-torch.inf)) == -torch.inf
+
+
+def test_a_fit_that_ends_inside_a_probe_goes_on_at_the_chosen_count(restore_threads):
+    callback = _threads.TrainingThreads(ThreadTuner(2))
+    callback.active_ = True
+    callback.tuner.probing_ = 1
+    torch.set_num_threads(1)  # the probe's count, as a probe step leaves it
+    callback.on_train_end(net=None)
+    assert torch.get_num_threads() == 2 and callback.tuner.probing_ is None
