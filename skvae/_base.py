@@ -41,7 +41,7 @@ class _BaseVAE:
 
     A subclass declares its parameters (``_parameters``, with ``__init__``
     and ``_parameter_constraints`` made from them, see ``_params``) and what
-    its ``'auto'`` values mean (``_auto_likelihood``,
+    its ``'auto'`` values mean (``_auto_likelihoods``,
     ``_auto_training_importance_samples``, ``_auto_batch_size``).
     """
 
@@ -56,7 +56,9 @@ class _BaseVAE:
         "_seed": "count",
         "_table": "any",
     }
-    _auto_likelihood = "gaussian"
+    # What likelihood='auto' means: the first, or, when fit holds out
+    # validation rows, the one whose trained model scores them best.
+    _auto_likelihoods = ("gaussian",)
     _auto_training_importance_samples = 1
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -243,21 +245,40 @@ class _BaseVAE:
             raise ValueError("partial_fit does not support early_stopping=True.")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         missing = check_observed(X) if fresh else has_missing(X)
-        if fresh:
-            net = self._new_net(X, seed, missing=missing)
-            self._seed = seed
-        else:
-            net = self.net_
+        if not fresh:
             self._check_fitted_data(X)
         options = self._training_options(len(X), incremental=incremental, seed=seed, missing=missing)
         options = options._replace(threads=threads)
-        try:
-            summary = train(net, X, options)
-        except BaseException:
-            if len(net.history):
-                self._keep_completed(net, X, options.early_stopping, fresh=fresh)
-            raise
-        self._copy_fitted(net, summary, X)
+        if fresh:
+            self._seed = seed
+        best = None
+        for likelihood in self._candidate_likelihoods(options.early_stopping) if fresh else [None]:
+            net = self.net_ if likelihood is None else self._new_net(X, seed, missing=missing, likelihood=likelihood)
+            try:
+                summary = train(net, X, options)
+            except BaseException:
+                if best is not None:
+                    self._copy_fitted(*best, X)
+                elif len(net.history):
+                    self._keep_completed(net, X, options.early_stopping, fresh=fresh)
+                raise
+            # Every candidate is trained on the same rows and validated on the
+            # same held-out rows, with the same seed.
+            if best is None or summary.best_validation_score > best[1].best_validation_score:
+                best = net, summary
+        self._copy_fitted(*best, X)
+
+    def _candidate_likelihoods(self, early_stopping):
+        """The likelihoods a fresh fit trains: ``_auto_likelihoods`` for 'auto' with validation rows.
+
+        A table with categorical or integer columns keeps the first: its
+        integers' interval masses and spikes need the mixture's shapes, and
+        its fits are the slowest to double.
+        """
+        table = self._model_table()
+        if self.likelihood == "auto" and early_stopping and (table is None or table.plain):
+            return self._auto_likelihoods
+        return (self._resolved_likelihood(),)
 
     def _keep_completed(self, net, X, early_stopping, *, fresh):
         """After an interrupt: the completed epochs are the model; an error here never hides the interrupt."""
@@ -275,6 +296,11 @@ class _BaseVAE:
         self.best_validation_score_ = summary.best_validation_score
         self._after_fit(X)
 
+    @property
+    def likelihood_(self):
+        """The fitted model's likelihood: ``likelihood`` with 'auto' resolved."""
+        return self.net_.module_.arguments["likelihood"]
+
     def _after_fit(self, X):
         """What a subclass sets from the fitted model and its training data (nothing here)."""
 
@@ -285,10 +311,9 @@ class _BaseVAE:
         for name in self._saved_attributes:
             self.__dict__.pop(name, None)
 
-    def _new_net(self, X, seed, *, missing):
+    def _new_net(self, X, seed, *, missing, likelihood):
         """Check X against the parameters, fit the data map, and build the net (seeded)."""
         name = type(self).__name__
-        likelihood = self._resolved_likelihood()
         support = LIKELIHOODS[likelihood].support
         table = self._model_table()
         mixed = table is not None and not table.plain
@@ -337,7 +362,7 @@ class _BaseVAE:
     # -- resolved settings -------------------------------------------------------
 
     def _resolved_likelihood(self):
-        return self._auto_likelihood if self.likelihood == "auto" else self.likelihood
+        return self._auto_likelihoods[0] if self.likelihood == "auto" else self.likelihood
 
     def _resolved_training_draws(self):
         if self.n_training_importance_samples == "auto":

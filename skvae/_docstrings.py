@@ -20,6 +20,10 @@ feature_names_in_ : ndarray of shape (`n_features_in_`,)
     Names of features seen during :term:`fit`. Defined only when `X`
     has feature names that are all strings.
 
+likelihood_ : str
+    The likelihood of the fitted model: ``likelihood``, with ``'auto'``
+    resolved (see that parameter).
+
 n_iter_ : int
     Number of epochs run, over all calls to fit and partial_fit.
 

@@ -124,3 +124,50 @@ def test_samples_follow_the_fitted_model():
     samples = de.sample(200_000, random_state=0)
     np.testing.assert_allclose(samples.mean(axis=0), mean, atol=0.02 * np.sqrt(np.diag(cov)).max())
     np.testing.assert_allclose(np.cov(samples.T), cov, atol=0.02 * np.abs(cov).max())
+
+
+SMALL = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=15, random_state=0)
+
+
+@pytest.mark.parametrize("order", [("gaussian_mixture", "gaussian"), ("gaussian", "gaussian_mixture")])
+def test_likelihood_auto_keeps_the_candidate_that_scores_the_held_out_rows_best(order, monkeypatch):
+    # Both orders of the candidates: a fit that kept the first, the last or the
+    # worse one fails at least one of them.
+    monkeypatch.setattr(VAEDensityEstimator, "_auto_likelihoods", order)
+    X = _ppca_data(600, noise=0.1, seed=6)
+    auto = VAEDensityEstimator(**SMALL).fit(X)
+    fits = {name: VAEDensityEstimator(likelihood=name, **SMALL).fit(X) for name in order}
+    best = max(fits, key=lambda name: fits[name].best_validation_score_)
+    assert fits["gaussian_mixture"].best_validation_score_ != fits["gaussian"].best_validation_score_
+    assert auto.likelihood_ == best
+    assert auto.validation_scores_ == fits[best].validation_scores_
+    np.testing.assert_array_equal(auto.score_samples(X[:50]), fits[best].score_samples(X[:50]))
+
+
+def _count_trainings(monkeypatch):
+    import skvae._base
+
+    calls = []
+    real = skvae._base.train
+    monkeypatch.setattr(skvae._base, "train", lambda net, X, options: calls.append(net) or real(net, X, options))
+    return calls
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(early_stopping=False), dict(likelihood="gaussian_mixture")])
+def test_likelihood_auto_trains_two_models_only_with_validation_rows(kwargs, monkeypatch):
+    calls = _count_trainings(monkeypatch)
+    de = VAEDensityEstimator(**{**SMALL, **kwargs}).fit(_ppca_data(600, noise=0.1, seed=6))
+    assert len(calls) == (2 if not kwargs else 1)
+    assert {net.module_.arguments["likelihood"] for net in calls} == (
+        {"gaussian_mixture", "gaussian"} if not kwargs else {"gaussian_mixture"}
+    )
+
+
+def test_likelihood_auto_keeps_the_mixture_in_partial_fit_and_for_a_table(monkeypatch):
+    pd = pytest.importorskip("pandas")
+    calls = _count_trainings(monkeypatch)
+    X = _ppca_data(600, noise=0.1, seed=6)
+    assert VAEDensityEstimator(**SMALL).partial_fit(X).likelihood_ == "gaussian_mixture"
+    table = pd.DataFrame(X[:, :3], columns=["a", "b", "c"]).assign(kind=pd.Categorical(np.where(X[:, 3] > 0, "a", "b")))
+    assert VAEDensityEstimator(**SMALL).fit(table).likelihood_ == "gaussian_mixture"
+    assert len(calls) == 2
