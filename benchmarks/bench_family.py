@@ -67,9 +67,10 @@ LABELS = {"vae": "VAE", "gmm": "GMM", "kde": "KDE", "nsf": "NSF", "maf": "MAF"}
 
 
 def fit_vae(X, *, seed, max_iter, n_jobs):
-    """(model, note): VAEDensityEstimator with its defaults (``max_iter`` only for smoke runs)."""
+    """(model, note naming the likelihood kept): VAEDensityEstimator with its defaults (``max_iter`` only for smoke runs)."""
     params = {} if max_iter is None else {"max_iter": max_iter}
-    return VAEDensityEstimator(random_state=seed, **params).fit(X), ""
+    model = VAEDensityEstimator(random_state=seed, **params).fit(X)
+    return model, f"likelihood={model.likelihood_}"
 
 
 def fit_search(estimator, grid, X, *, n_jobs):
