@@ -251,11 +251,18 @@ class _BaseVAE:
         options = options._replace(threads=threads)
         if fresh:
             self._seed = seed
-        best = None
-        for likelihood in self._candidate_likelihoods(options.early_stopping) if fresh else [None]:
+        candidates = self._candidate_likelihoods(options.early_stopping) if fresh else [None]
+        best = failure = None
+        for likelihood in candidates:
             net = self.net_ if likelihood is None else self._new_net(X, seed, missing=missing, likelihood=likelihood)
             try:
                 summary = train(net, X, options)
+            except ValueError as exc:
+                # Training that diverged before a good epoch: another candidate may still train.
+                if len(candidates) > 1 and not len(net.history):
+                    failure = failure or exc
+                    continue
+                raise
             except BaseException:
                 if best is not None:
                     self._copy_fitted(*best, X)
@@ -266,6 +273,8 @@ class _BaseVAE:
             # same held-out rows, with the same seed.
             if best is None or summary.best_validation_score > best[1].best_validation_score:
                 best = net, summary
+        if best is None:
+            raise failure
         self._copy_fitted(*best, X)
 
     def _candidate_likelihoods(self, early_stopping):

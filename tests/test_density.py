@@ -171,3 +171,28 @@ def test_likelihood_auto_keeps_the_mixture_in_partial_fit_and_for_a_table(monkey
     table = pd.DataFrame(X[:, :3], columns=["a", "b", "c"]).assign(kind=pd.Categorical(np.where(X[:, 3] > 0, "a", "b")))
     assert VAEDensityEstimator(**SMALL).fit(table).likelihood_ == "gaussian_mixture"
     assert len(calls) == 2
+
+
+def test_likelihood_auto_keeps_the_candidate_that_trained_when_the_other_diverged(monkeypatch):
+    import skvae._base
+
+    real = skvae._base.train
+
+    def diverging(likelihoods):
+        def train(net, X, options):
+            if net.module_.arguments["likelihood"] in likelihoods:
+                raise ValueError(f"Training diverged in epoch 1 ({net.module_.arguments['likelihood']})")
+            return real(net, X, options)
+
+        return train
+
+    X = _ppca_data(600, noise=0.1, seed=6)
+    monkeypatch.setattr(skvae._base, "train", diverging({"gaussian"}))
+    assert VAEDensityEstimator(**SMALL).fit(X).likelihood_ == "gaussian_mixture"
+    monkeypatch.setattr(skvae._base, "train", diverging({"gaussian_mixture"}))
+    assert VAEDensityEstimator(**SMALL).fit(X).likelihood_ == "gaussian"
+    monkeypatch.setattr(skvae._base, "train", diverging({"gaussian", "gaussian_mixture"}))
+    de = VAEDensityEstimator(**SMALL)
+    with pytest.raises(ValueError, match=r"diverged in epoch 1 \(gaussian_mixture\)"):
+        de.fit(X)
+    assert not hasattr(de, "net_")
