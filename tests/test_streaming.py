@@ -85,9 +85,11 @@ def test_streaming_fit_copies_no_full_array(X_disk, monkeypatch):
     finally:
         tracemalloc.stop()
     # numpy allocations only (torch's are not traced): checks and statistics
-    # in 2 MB blocks, and the validation split's row indices (24 bytes per
-    # row here, a third of a row of X).
-    assert peak < X_disk.nbytes / 2, f"{peak / 1e6:.1f} MB"
+    # in 2 MB blocks, the validation split's row indices (24 bytes per row
+    # here, a third of a row of X), and, as likelihood='auto' trains two
+    # models, the first one's history (0.3 MB) while the second trains. A
+    # copy of X would be X.nbytes.
+    assert peak < 0.6 * X_disk.nbytes, f"{peak / 1e6:.1f} MB"
     assert np.isfinite(est.score(X_disk[:100]))
 
 
