@@ -245,25 +245,23 @@ class _BaseVAE:
             raise ValueError("partial_fit does not support early_stopping=True.")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         missing = check_observed(X) if fresh else has_missing(X)
-        if not fresh:
+        if fresh:
+            self._seed = seed
+        else:
             self._check_fitted_data(X)
         options = self._training_options(len(X), incremental=incremental, seed=seed, missing=missing)
         options = options._replace(threads=threads)
-        if fresh:
-            self._seed = seed
         candidates = self._candidate_likelihoods(options.early_stopping) if fresh else [None]
         best = failure = None
         for likelihood in candidates:
             net = self.net_ if likelihood is None else self._new_net(X, seed, missing=missing, likelihood=likelihood)
             try:
                 summary = train(net, X, options)
-            except ValueError as exc:
+            except BaseException as exc:
                 # Training that diverged before a good epoch: another candidate may still train.
-                if len(candidates) > 1 and not len(net.history):
+                if isinstance(exc, ValueError) and len(candidates) > 1 and not len(net.history):
                     failure = failure or exc
                     continue
-                raise
-            except BaseException:
                 if best is not None:
                     self._copy_fitted(*best, X)
                 elif len(net.history):

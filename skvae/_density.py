@@ -96,7 +96,7 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     _parameter_constraints = constraints(_PARAMETERS)
     __init__ = make_init(_PARAMETERS)
 
-    # A mixture of Gaussians per feature: the best held-out likelihood across
-    # data sets (see the likelihood parameter's Notes).
+    # A mixture of Gaussians per feature, or one Gaussian per feature, whichever
+    # scores the early-stopping rows better (see the class Notes).
     _auto_likelihoods = ("gaussian_mixture", "gaussian")
     _auto_training_importance_samples = 4
