@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skvae import VAEDensityEstimator, VAEOutlierDetector
+from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer
 from skvae._engine import TrainingNoise
 
 FAST = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=10, n_importance_samples=8)
@@ -236,7 +236,7 @@ def test_warm_start_continues_the_same_model_with_new_settings(X):
 DETECTOR_DEFAULTS = dict(
     n_components=8, hidden_layer_sizes=(128, 128), activation="relu", likelihood="gaussian",
     power_transform="auto", training_noise=0.05, n_training_importance_samples=1,
-    learning_rate="constant", learning_rate_init=1e-3, n_iter_no_change=10, ema_decay=0.0,
+    learning_rate="constant", learning_rate_init=1e-3, max_iter=200, n_iter_no_change=10, ema_decay=0.0,
     contamination="auto",
 )
 
@@ -259,7 +259,7 @@ def test_defaults_are_the_detectors_own_and_reach_the_model(X):
     assert VAEOutlierDetector(max_iter=1, batch_size=20).fit(X).net_.batch_size == 20
 
 
-@pytest.mark.parametrize("Estimator", [VAEOutlierDetector, VAEDensityEstimator])
+@pytest.mark.parametrize("Estimator", [VAEOutlierDetector, VAEDensityEstimator, VAETransformer])
 def test_documented_defaults_match_the_signature(Estimator):
     documented = dict(re.findall(r"^    (\w+) : .*?default=(.+)$", Estimator.__doc__, flags=re.M))
     signature = inspect.signature(Estimator).parameters
