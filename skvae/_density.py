@@ -72,9 +72,8 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     246 to 339; ``max_iter=500`` lets them. The mean gaps became 1.30
     (choosing) and 2.01 (held out), the worst member's 5.15 became 4.70
     (four of the five closer, the fifth unchanged), and those five members
-    took 1.3 to 1.9 times as long. Digits, the
-    10-feature oracle, breast cancer, wine and two moons stop before 200
-    epochs and are unchanged.
+    took 1.3 to 1.9 times as long. Digits, the 10-feature oracle, breast
+    cancer, wine and two moons stop before 200 epochs and are unchanged.
 
 {parallel_notes}
 

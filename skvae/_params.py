@@ -149,9 +149,10 @@ since the stopping rule of ``n_iter_no_change`` ends training. A
 ``ConvergenceWarning`` says when the cap came first. The density
 estimator's and the transformer's 500 is above where their stopping rule
 fired on the benchmarks (246 to 339 epochs for 2,000 rows near a thin
-surface, where MLPRegressor's 200 cut them short by up to 0.8 nats per
-row); :class:`VAEOutlierDetector` and :class:`VAEImputer` keep the 200
-their defaults were chosen with."""),
+surface, where MLPRegressor's 200 cut them short, and the fitted model
+was up to 0.45 nats per row further from the truth);
+:class:`VAEOutlierDetector` and :class:`VAEImputer` keep the 200 their
+defaults were chosen with."""),
     Parameter("learning_rate", "adaptive", [StrOptions({"constant", "adaptive"})],
               "{'constant', 'adaptive'}", """\
 Step-size schedule, named as in MLPRegressor. ``'adaptive'`` halves the
