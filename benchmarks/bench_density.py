@@ -7,9 +7,10 @@ reg_covar), ``KernelDensity`` (bandwidth), ``PCA`` and ``FactorAnalysis``
 digits, ``bounds=(0, 1)``. Every number is the mean log-density of the test
 rows in nats per row (higher is better), all in the space of the data as
 given. ``KernelDensity.score`` is a sum: its rows use ``score_samples``.
-When the optional ``zuko`` package imports, zuko's NSF and MAF normalizing
-flows join as untuned peers (5 transforms of (256, 256), early stopping on
-10% of the training part; ``flows.py``), seeded like the VAE.
+When the optional ``zuko`` package imports (and without ``--no-flows``),
+zuko's NSF and MAF normalizing flows join as untuned peers (5 transforms of
+(256, 256), early stopping on 10% of the training part; ``flows.py``), fitted
+once with the first seed.
 
 Data sets:
 
@@ -25,7 +26,7 @@ Data sets:
 - two moons: 3,000 rows of ``make_moons(noise=0.1)``, a 2-D density with
   curved, thin support; a plot of the three densities is written.
 
-Run from the project root (about 6 minutes on 2 CPU cores, 15 to 18 with the flows)::
+Run from the project root (about 6 minutes on 2 CPU cores; the flows add about 3)::
 
     PYTHONPATH=. python benchmarks/bench_density.py --data-dir ../shared/data
 """
@@ -87,7 +88,7 @@ def peers(n_features):
     }
 
 
-def run_dataset(X_train, X_test, vae_params, *, seeds):
+def run_dataset(X_train, X_test, vae_params, *, seeds, flows=True):
     """{method: (mean test log-density, fit seconds, fitted model)}."""
     results = {}
     for seed in seeds:
@@ -101,7 +102,7 @@ def run_dataset(X_train, X_test, vae_params, *, seeds):
         seconds = time.perf_counter() - start
         score = search.best_estimator_.score_samples(X_test).mean()
         results[f"{name} {_best(search)}"] = (score, seconds, search.best_estimator_)
-    if zuko is not None:
+    if flows and zuko is not None:
         for kind in ("nsf", "maf"):
             start = time.perf_counter()
             flow = Flow(kind, seeds[0]).fit(X_train)
@@ -153,6 +154,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks"))
     parser.add_argument("--datasets", nargs="+", default=None, help="names to run (default: all)")
+    parser.add_argument("--no-flows", action="store_true", help="leave out zuko's flows even when it imports")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     start = time.perf_counter()
@@ -161,7 +163,7 @@ def main(argv=None):
     for name, (X_train, X_test, vae_params, logp) in datasets.items():
         if args.datasets and name not in args.datasets:
             continue
-        all_results[name] = run_dataset(X_train, X_test, vae_params, seeds=args.seeds)
+        all_results[name] = run_dataset(X_train, X_test, vae_params, seeds=args.seeds, flows=not args.no_flows)
         truths[name] = None if logp is None else float(logp.mean())
         print(f"{name} done at {time.perf_counter() - start:.0f} s", flush=True)
         if name == "two moons":
