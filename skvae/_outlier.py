@@ -123,13 +123,13 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
     model (``n_components=8``, ``hidden_layer_sizes=(128, 128)``, ReLU), one
     Gaussian per feature trained on the ELBO, a constant step of 1e-3, a
     patience of 10 epochs within at most 200 (``max_iter``), no weight
-    average, and ``batch_size='auto'`` meaning ``min(128, n_samples)``. They were picked by reasoning and
-    checked on each half of a suite of 14 public tabular benchmarks
-    separately, without per-dataset tuning (``benchmarks/README.md``); the
-    density estimator's smaller batches on small data doubled the fit time
-    there for no gain in AUROC (0.688 against 0.696), and its mixture
-    decoder and weight average, chosen for held-out likelihood, were not
-    measured to help ranking anomalies.
+    average, and ``batch_size='auto'`` meaning ``min(128, n_samples)``.
+    They were picked by reasoning and checked on each half of a suite of 14
+    public tabular benchmarks separately, without per-dataset tuning
+    (``benchmarks/README.md``); the density estimator's smaller batches on
+    small data doubled the fit time there for no gain in AUROC (0.688
+    against 0.696), and its mixture decoder and weight average, chosen for
+    held-out likelihood, were not measured to help ranking anomalies.
 
 {score_notes}
 
