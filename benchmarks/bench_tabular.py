@@ -55,18 +55,23 @@ Sections (``--sections``):
 
 Run from the project root; ``--max-rows`` subsamples adult (and caps the
 synthetic table at 10,000 rows) for quick checks, ``--epochs`` sets TVAE's and
-CTGAN's epochs (300 by default, their own). Without skvae's rows, estimated
-from short timed runs (one thread, on 2 CPU cores shared with other work):
+CTGAN's epochs (300 by default, their own), and ``--skvae-params`` (a JSON
+object of ``VAEDensityEstimator`` parameters) adds an skvae row with those
+set beside the defaults' in the loglik and synthetic sections. Without
+skvae's rows, estimated from short timed runs (one thread, on 2 CPU cores shared with other work):
 loglik under a minute, anomalies a few seconds, synthetic about 3-5 minutes for
 TVAE and 13-16 for CTGAN at 300 epochs::
 
     PYTHONPATH=. python benchmarks/bench_tabular.py --data-dir ../shared/data
     PYTHONPATH=. python benchmarks/bench_tabular.py --sections loglik anomalies
     PYTHONPATH=. python benchmarks/bench_tabular.py --sections synthetic --max-rows 2000 --epochs 1
+    PYTHONPATH=. python benchmarks/bench_tabular.py --sections loglik synthetic \
+        --skvae-params '{"batch_size": 1024, "n_training_importance_samples": 1}'
 """
 
 import argparse
 import functools
+import json
 import sys
 import time
 import warnings
@@ -103,7 +108,7 @@ TARGET, POSITIVE = "income", ">50K"
 SKVAE_MIXED_TABLES = True  # skvae fits mixed-type DataFrames (categorical, integer, real columns)
 
 
-def fit_skvae(df_train, seed, detector=False):
+def fit_skvae(df_train, seed, detector=False, params=None):
     """Fit skvae on a mixed-type table as read (float, int64, category columns, missing entries).
 
     The interface assumed: ``VAEDensityEstimator(random_state=seed).fit(df)``;
@@ -119,6 +124,8 @@ def fit_skvae(df_train, seed, detector=False):
     seed : int
     detector : bool
         Fit ``VAEOutlierDetector`` instead of ``VAEDensityEstimator``.
+    params : dict, default=None
+        Parameters set beside ``random_state`` (``--skvae-params``).
 
     Returns
     -------
@@ -135,7 +142,16 @@ def fit_skvae(df_train, seed, detector=False):
     from skvae import VAEDensityEstimator, VAEOutlierDetector
 
     cls = VAEOutlierDetector if detector else VAEDensityEstimator
-    return cls(random_state=seed).fit(df_train)
+    return cls(random_state=seed, **(params or {})).fit(df_train)
+
+
+def skvae_rows(args):
+    """(row name, parameters) of each skvae density row: the defaults, then ``--skvae-params`` if given."""
+    rows = [("skvae VAEDensityEstimator", None)]
+    if args.skvae_params:
+        shown = ", ".join(f"{key}={value!r}" for key, value in args.skvae_params.items())
+        rows.append((f"skvae VAEDensityEstimator({shown})", args.skvae_params))
+    return rows
 
 
 # ---------------------------------------------------------------- helpers
@@ -186,8 +202,8 @@ def loglik_datasets(data_dir, seed, max_rows):
     return datasets, grid_checks
 
 
-def run_loglik(train, test, seed):
-    """method -> (mean test log p(x_obs), fit seconds, fitted model), skvae when available.
+def run_loglik(train, test, seed, variants=(("skvae VAEDensityEstimator", None),)):
+    """method -> (mean test log p(x_obs), fit seconds, fitted model), skvae's ``variants`` when available.
 
     Returns
     -------
@@ -197,11 +213,12 @@ def run_loglik(train, test, seed):
     """
     baseline, seconds = timed(IndependentColumns(seed).fit, train)
     results = {"independent columns (tuned 1-D)": (baseline.score(test), seconds, baseline)}
-    try:
-        model, seconds = timed(fit_skvae, train, seed)
-    except NotImplementedError as err:
-        return results, str(err)
-    results["skvae VAEDensityEstimator"] = (float(np.mean(model.score_samples(test))), seconds, model)
+    for name, params in variants:
+        try:
+            model, seconds = timed(fit_skvae, train, seed, params=params)
+        except NotImplementedError as err:
+            return results, str(err)
+        results[name] = (float(np.mean(model.score_samples(test))), seconds, model)
     return results, None
 
 
@@ -210,7 +227,7 @@ def section_loglik(args):
     datasets, grid_checks = loglik_datasets(args.data_dir, args.seed, args.max_rows)
     rows, column_rows, notes = [], [], set()
     for name, (train, test, truth) in datasets.items():
-        results, skipped = run_loglik(train, test, args.seed)
+        results, skipped = run_loglik(train, test, args.seed, skvae_rows(args))
         if skipped:
             notes.add(f"skvae skipped: {skipped}")
         if truth is not None:
@@ -275,8 +292,9 @@ def synthesize(name, train, args):
     """
     if name == "real training rows":
         return train.sample(frac=1, random_state=args.seed).reset_index(drop=True), 0.0
-    if name == "skvae VAEDensityEstimator":
-        model, seconds = timed(fit_skvae, train, args.seed)
+    skvae = dict(skvae_rows(args))
+    if name in skvae:
+        model, seconds = timed(fit_skvae, train, args.seed, params=skvae[name])
         return conform(model.sample(len(train), random_state=args.seed), train), seconds
     model, seconds = timed(ctgan_synthesizer, name, train, args.epochs, args.seed)
     return conform(model.sample(len(train)), train), seconds
@@ -346,7 +364,7 @@ def section_synthetic(args):
         "real training rows",
         "TVAE",
         *([] if args.skip_ctgan else ["CTGAN"]),
-        "skvae VAEDensityEstimator",
+        *(name for name, _ in skvae_rows(args)),
     ]
     rows, notes = [], []
     for name in names:
@@ -448,6 +466,13 @@ def main(argv=None):
         "--max-rows", type=int, default=None, help="subsample adult and cap the synthetic table"
     )
     parser.add_argument("--skip-ctgan", action="store_true", help="leave CTGAN out of the synthetic section")
+    parser.add_argument(
+        "--skvae-params",
+        type=json.loads,
+        default=None,
+        help="JSON object of VAEDensityEstimator parameters: one more skvae row, beside the defaults', "
+        "in the loglik and synthetic sections",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")  # sdmetrics/pandas FutureWarnings, mixture ConvergenceWarnings
     start = time.perf_counter()
