@@ -28,8 +28,6 @@ from ._threads import threads_for_fit
 
 # Early stopping with early_stopping='auto' needs this many held-out rows.
 _MIN_VALIDATION_ROWS = 20
-# Parameters read at scoring time, which set_params may change after fit.
-_SCORING_PARAMETERS = ("n_importance_samples", "bound")
 
 
 class _BaseVAE:
@@ -419,19 +417,26 @@ class _BaseVAE:
 
     # -- scoring -----------------------------------------------------------------
 
+    # Parameters read at scoring time, which set_params may change after fit.
+    _scoring_parameters = ("n_importance_samples", "bound")
+
     def _log_density(self, X):
         """``score_samples`` of rows already validated."""
         # Scoring parameters may be changed after fit (set_params), so fit's
         # validation does not cover them.
         validate_parameter_constraints(
-            {key: self._parameter_constraints[key] for key in _SCORING_PARAMETERS},
-            {key: getattr(self, key) for key in _SCORING_PARAMETERS},
+            {key: self._parameter_constraints[key] for key in self._scoring_parameters},
+            {key: getattr(self, key) for key in self._scoring_parameters},
             caller_name=type(self).__name__,
         )
         return _inference.log_marginal(
             self.net_.module_, X, n_draws=self.n_importance_samples, seed=self._seed,
-            bound=self.bound, device=self.net_.device,
+            bound=self.bound, device=self.net_.device, kl_penalty=self._kl_penalty(),
         )
+
+    def _kl_penalty(self):
+        """Weight of KL(q(z|x) || p(z)) subtracted from the scores: none but the outlier detector's."""
+        return 0.0
 
     def _validate_rows(self, X, *, reset):
         """X as the model takes it: float rows, NaN where an entry is missing."""

@@ -28,19 +28,23 @@ TILE_ROWS = 16
 _GH_NODES = 20
 
 
-def log_marginal(module, X, *, n_draws, seed, bound, device):
+def log_marginal(module, X, *, n_draws, seed, bound, device, kl_penalty=0.0):
     """IWAE_K (``bound='iwae'``) or ELBO estimate of log p(x) per row of X, float64 of shape (n,).
 
     The K = ``n_draws`` standard normal draws come from ``seed`` and are shared
     by every row (common random numbers), so a row's score depends neither on
-    the other rows scored with it nor on the chunking.
+    the other rows scored with it nor on the chunking. ``kl_penalty``: see
+    ``VAEModule.log_marginal``.
     """
     eps, refine_eps = _draws(module, n_draws, seed)
     width = _widest_layer(module)
     rows = _chunk_rows(CHUNK_ELEMENTS // (n_draws * width))
     k_chunk = max(1, CHUNK_ELEMENTS // (rows * width))
     scores = _map_rows(
-        lambda x: module.log_marginal(x, eps, bound=bound, k_chunk=k_chunk, refine_eps=refine_eps), X, rows, module, device
+        lambda x: module.log_marginal(
+            x, eps, bound=bound, k_chunk=k_chunk, refine_eps=refine_eps, kl_penalty=kl_penalty
+        ),
+        X, rows, module, device,
     )
     return scores.astype(np.float64)
 

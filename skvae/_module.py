@@ -309,7 +309,7 @@ class VAEModule(nn.Module):
             top = new_top
         return (weighted / total[:, None]).to(y.dtype)
 
-    def log_marginal(self, x, eps, *, bound="iwae", k_chunk=None, refine_eps=None):
+    def log_marginal(self, x, eps, *, bound="iwae", k_chunk=None, refine_eps=None, kl_penalty=0.0):
         """IWAE_K or ELBO estimate of log p(x) in data space, float64 of shape (n,).
 
         ``eps`` of shape (K, n_components) holds standard normal draws shared by
@@ -318,7 +318,8 @@ class VAEModule(nn.Module):
         log p(x_obs), the density of the observed entries; a row with none
         observed gets exactly 0, the log-probability of the sure event.
         Given ``refine_eps``, other draws than ``eps``, such a row's proposal
-        is refined first (``posterior``).
+        is refined first (``posterior``). ``kl_penalty`` times the proposal's
+        KL(q(z|x) || p(z)) is subtracted (the outlier detector's score).
         """
         y, log_det, mask, bins = self.preprocess(x)
         qz = self.posterior(y, mask, refine_eps, k_chunk=k_chunk, bins=bins)
@@ -336,6 +337,8 @@ class VAEModule(nn.Module):
                 else:
                     yield observed_log_prob(px, y, mask)
 
-        kl = kl_divergence(qz, pz) if bound == "elbo" else None
+        kl = kl_divergence(qz, pz) if bound == "elbo" or kl_penalty else None
         value = chunked_bound(per_chunk(), n_draws=len(eps), bound=bound, kl=kl).to(torch.float64) + log_det
+        if kl_penalty:
+            value = value - kl_penalty * kl.to(torch.float64)
         return value if mask is None else torch.where(mask.any(-1), value, 0.0)

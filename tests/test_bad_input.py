@@ -323,6 +323,7 @@ INVALID_PARAMETERS = [
     ("callbacks", ["not a callback"]),
     ("training_noise", -0.1), ("training_noise", np.nan), ("power_transform", "yes"),
     ("contamination", 0.0), ("contamination", 0.6), ("contamination", "high"),
+    ("kl_penalty", -1.0), ("kl_penalty", np.nan), ("kl_penalty", np.inf), ("kl_penalty", "high"),
     ("missing_values", "NA"), ("missing_values", [1]), ("add_indicator", "no"),
     ("keep_empty_features", 2), ("sample_posterior", "yes"),
     ("categorical_features", "auto"), ("categorical_features", 3), ("handle_unknown", "raise"),

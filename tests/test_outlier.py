@@ -1,6 +1,7 @@
 """Behaviour of VAEOutlierDetector as an unsupervised anomaly detector."""
 
 import ast
+import copy
 import inspect
 import re
 
@@ -124,9 +125,9 @@ def test_without_noise_and_transform_it_is_the_density_estimator(X):
     vae_defaults["batch_size"] = min(128, len(X))  # the detector's 'auto'
     vae_defaults.update(training_noise=0.0, power_transform=False)
     plain = VAEDensityEstimator(**{**vae_defaults, **params}).fit(X)
-    od = VAEOutlierDetector(training_noise=0.0, power_transform=False, **params).fit(X)
+    od = VAEOutlierDetector(training_noise=0.0, power_transform=False, kl_penalty=0.0, **params).fit(X)
     np.testing.assert_array_equal(od.score_samples(X), plain.score_samples(X))
-    smoothed = VAEOutlierDetector(training_noise=0.3, power_transform=False, **params).fit(X)
+    smoothed = VAEOutlierDetector(training_noise=0.3, power_transform=False, kl_penalty=0.0, **params).fit(X)
     assert not np.array_equal(smoothed.score_samples(X), plain.score_samples(X))
 
 
@@ -139,6 +140,36 @@ def test_training_noise_keeps_other_spaces_valid(params, X):
     od = VAEOutlierDetector(training_noise=0.5, random_state=0, **FAST, **params).fit(data)
     assert np.all(np.isfinite(od.loss_curve_))
     assert np.all(np.isfinite(od.score_samples(data)))
+
+
+def test_kl_penalty_subtracts_the_codes_kl_from_the_log_density(fitted, X):
+    # kl_penalty=0 scores by the log-density alone; the default subtracts
+    # kl_penalty times the closed-form KL(q(z|x) || p(z)) of each row's code.
+    plain = copy.deepcopy(fitted).set_params(kl_penalty=0.0)
+    module = fitted.net_.module_
+    with torch.no_grad():
+        rows = module.preprocess(torch.as_tensor(X[:20]))
+        qz = module.encode(rows.y, rows.mask, capped=True)
+        kl = torch.distributions.kl_divergence(qz, module.prior()).double().numpy()
+    assert fitted.kl_penalty == 6.0 and np.all(kl > 0)
+    np.testing.assert_allclose(
+        fitted.score_samples(X[:20]), plain.score_samples(X[:20]) - 6.0 * kl, rtol=1e-6, atol=1e-4
+    )
+
+
+def test_kl_penalty_set_after_fit_rescores_rows_with_missing_entries(X):
+    # Training does not depend on kl_penalty, so two fits differ only in how
+    # they score; the reference rows' scores behind incomplete rows follow a
+    # change of kl_penalty after fit.
+    with_holes = X[:10].copy()
+    with_holes[::2, 1] = np.nan
+    penalised = VAEOutlierDetector(random_state=0, **FAST).fit(X)
+    plain = VAEOutlierDetector(kl_penalty=0.0, random_state=0, **FAST).fit(X)
+    before = penalised.decision_function(with_holes) + penalised.offset_
+    penalised.set_params(kl_penalty=0.0)
+    after = penalised.decision_function(with_holes) + penalised.offset_
+    np.testing.assert_allclose(after, plain.decision_function(with_holes) + plain.offset_, rtol=1e-9)
+    assert not np.allclose(before, after)
 
 
 def test_partial_fit_updates_the_offset_from_the_chunk(X):
@@ -166,8 +197,9 @@ def test_power_transformed_density_integrates_to_one_on_skewed_data():
     # -0.5), so the map's Jacobian is far from the identity's; without it (or
     # with its sign swapped) the density would integrate to far from 1.
     X = np.exp(np.random.default_rng(0).normal(size=(2000, 1)))
+    # kl_penalty=0: the score is then the log-density itself.
     od = VAEOutlierDetector(n_components=1, hidden_layer_sizes=(16,), max_iter=30, random_state=0,
-                            n_importance_samples=64).fit(X)
+                            n_importance_samples=64, kl_penalty=0.0).fit(X)
     lambdas = od.net_.module_.data_map.step1_lambdas
     assert abs(float(lambdas[0]) - 1) > 1
     grid = np.linspace(1e-3, 200, 400_001)[:, None]
@@ -237,13 +269,13 @@ DETECTOR_DEFAULTS = dict(
     n_components=8, hidden_layer_sizes=(128, 128), activation="relu", likelihood="gaussian",
     power_transform="auto", training_noise=0.05, n_training_importance_samples=1,
     learning_rate="constant", learning_rate_init=1e-3, max_iter=200, n_iter_no_change=10, ema_decay=0.0,
-    contamination="auto",
+    contamination="auto", kl_penalty=6.0,
 )
 
 
 def test_defaults_are_the_detectors_own_and_reach_the_model(X):
     params, shared = VAEOutlierDetector().get_params(), VAEDensityEstimator().get_params()
-    assert set(params) == set(shared) | {"contamination"}
+    assert set(params) == set(shared) | {"contamination", "kl_penalty"}
     assert {k: params[k] for k in DETECTOR_DEFAULTS} == DETECTOR_DEFAULTS
     assert {k: params[k] for k in params if k not in DETECTOR_DEFAULTS} == {
         k: shared[k] for k in shared if k not in DETECTOR_DEFAULTS
