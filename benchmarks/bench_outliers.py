@@ -17,7 +17,8 @@ are, and the other scikit-learn detectors run after an ``IterativeImputer``
 fitted on the training part, the pipeline a user would build
 (``IterativeImputer+IsolationForest`` and so on).
 
-Every detector runs with its library's default parameters (PCA with
+Every detector runs with its library's default parameters (``--skvae-params``,
+a JSON object, sets some of skvae's instead; PCA with
 ``n_components='mle'``, Minka's automatic choice, so that probabilistic PCA
 differs from a single full Gaussian). PyOD's detectors are included when PyOD
 is installed (``pip install ".[benchmark]"``).
@@ -29,9 +30,12 @@ Usage::
         --datasets glass wine --seeds 0 --methods skvae IsolationForest
     PYTHONPATH=. python benchmarks/bench_outliers.py --data-dir ../shared/data/ad \\
         --missing 0.2 --missing-in both --methods skvae IterativeImputer+IsolationForest
+    PYTHONPATH=. python benchmarks/bench_outliers.py --data-dir ../shared/data/ad \
+        --skvae-params '{"kl_penalty": 6}'
 """
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -53,10 +57,10 @@ from sklearn.preprocessing import StandardScaler
 from skvae import VAEOutlierDetector
 
 
-def _sklearn_detectors(seed):
+def _sklearn_detectors(seed, skvae_params=None):
     """name -> unfitted detector whose ``score_samples`` is higher for normal rows."""
     return {
-        "skvae": VAEOutlierDetector(random_state=seed),
+        "skvae": VAEOutlierDetector(random_state=seed, **(skvae_params or {})),
         "IsolationForest": IsolationForest(random_state=seed),
         "LOF": LocalOutlierFactor(novelty=True),
         "GaussianMixture": GaussianMixture(random_state=seed),
@@ -88,12 +92,13 @@ def _imputed_detectors(seed):
     }
 
 
-def detectors(seed, methods=None, missing=False):
+def detectors(seed, methods=None, missing=False, skvae_params=None):
     """name -> (detector, is_pyod) for the selected methods (all when None).
 
     With ``missing``, skvae and the imputed pipelines (PyOD's detectors refuse NaN).
+    ``skvae_params`` are set on skvae's detector (``--skvae-params``).
     """
-    found = {name: (det, False) for name, det in _sklearn_detectors(seed).items()}
+    found = {name: (det, False) for name, det in _sklearn_detectors(seed, skvae_params).items()}
     if missing:
         found = {"skvae": found["skvae"], **{name: (det, False) for name, det in _imputed_detectors(seed).items()}}
     else:
@@ -152,7 +157,7 @@ def remove_entries(X, rate, seed):
     return np.where(removed, np.nan, X)
 
 
-def evaluate(X, y, seeds, methods=None, missing=0.0, missing_in="test"):
+def evaluate(X, y, seeds, methods=None, missing=0.0, missing_in="test", skvae_params=None):
     """name -> dict of mean AUROC, mean AP, total fit and score seconds over the seeds."""
     out = {}
     for seed in seeds:
@@ -161,7 +166,7 @@ def evaluate(X, y, seeds, methods=None, missing=0.0, missing_in="test"):
             X_test = remove_entries(X_test, missing, seed)
             if missing_in == "both":
                 X_train = remove_entries(X_train, missing, seed + 1000)
-        for name, (detector, is_pyod) in detectors(seed, methods, missing=bool(missing)).items():
+        for name, (detector, is_pyod) in detectors(seed, methods, missing=bool(missing), skvae_params=skvae_params).items():
             anomaly, fit_s, score_s, flagged = run_one(detector, is_pyod, X_train, X_test)
             row = out.setdefault(name, {"auroc": [], "ap": [], "fit_s": 0.0, "score_s": 0.0})
             row["auroc"].append(roc_auc_score(y_test, anomaly))
@@ -228,6 +233,10 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", help="method names (default: all)")
     parser.add_argument("--missing", type=float, default=0.0, help="fraction of entries removed (MCAR)")
     parser.add_argument("--missing-in", choices=["test", "both"], default="test")
+    parser.add_argument(
+        "--skvae-params", type=json.loads, default=None,
+        help='JSON object of VAEOutlierDetector parameters for the skvae column, e.g. \'{"kl_penalty": 6}\'',
+    )
     args = parser.parse_args(argv)
     names = args.datasets or sorted(p.stem for p in args.data_dir.glob("*.npz"))
     if not names:
@@ -236,14 +245,17 @@ def main(argv=None):
     results = {}
     for name in names:
         data = np.load(args.data_dir / f"{name}.npz")
-        results[name] = evaluate(data["X"], data["y"], args.seeds, args.methods, args.missing, args.missing_in)
+        results[name] = evaluate(
+            data["X"], data["y"], args.seeds, args.methods, args.missing, args.missing_in, args.skvae_params
+        )
         print(f"{name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     print()
     print(format_table(results))
     print()
     print(format_predict_table(results))
     holes = f"; {args.missing:.0%} of entries missing in the {args.missing_in} part(s)" if args.missing else ""
-    print(f"\nseeds {args.seeds}{holes}; AUROC (average precision); total {time.perf_counter() - start:.0f} s")
+    params = f"; skvae with {args.skvae_params}" if args.skvae_params else ""
+    print(f"\nseeds {args.seeds}{holes}{params}; AUROC (average precision); total {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -143,17 +143,18 @@ def test_training_noise_keeps_other_spaces_valid(params, X):
 
 
 def test_kl_penalty_subtracts_the_codes_kl_from_the_log_density(fitted, X):
-    # kl_penalty=0 scores by the log-density alone; the default subtracts
-    # kl_penalty times the closed-form KL(q(z|x) || p(z)) of each row's code.
-    plain = copy.deepcopy(fitted).set_params(kl_penalty=0.0)
+    # kl_penalty=0 (the default) scores by the log-density alone; a penalty
+    # subtracts kl_penalty times the closed-form KL(q(z|x) || p(z)) of each
+    # row's code.
+    penalised = copy.deepcopy(fitted).set_params(kl_penalty=6.0)
     module = fitted.net_.module_
     with torch.no_grad():
         rows = module.preprocess(torch.as_tensor(X[:20]))
         qz = module.encode(rows.y, rows.mask, capped=True)
         kl = torch.distributions.kl_divergence(qz, module.prior()).double().numpy()
-    assert fitted.kl_penalty == 6.0 and np.all(kl > 0)
+    assert fitted.kl_penalty == 0.0 and np.all(kl > 0)
     np.testing.assert_allclose(
-        fitted.score_samples(X[:20]), plain.score_samples(X[:20]) - 6.0 * kl, rtol=1e-6, atol=1e-4
+        penalised.score_samples(X[:20]), fitted.score_samples(X[:20]) - 6.0 * kl, rtol=1e-6, atol=1e-4
     )
 
 
@@ -163,8 +164,8 @@ def test_kl_penalty_set_after_fit_rescores_rows_with_missing_entries(X):
     # change of kl_penalty after fit.
     with_holes = X[:10].copy()
     with_holes[::2, 1] = np.nan
-    penalised = VAEOutlierDetector(random_state=0, **FAST).fit(X)
-    plain = VAEOutlierDetector(kl_penalty=0.0, random_state=0, **FAST).fit(X)
+    penalised = VAEOutlierDetector(kl_penalty=6.0, random_state=0, **FAST).fit(X)
+    plain = VAEOutlierDetector(random_state=0, **FAST).fit(X)
     before = penalised.decision_function(with_holes) + penalised.offset_
     penalised.set_params(kl_penalty=0.0)
     after = penalised.decision_function(with_holes) + penalised.offset_
@@ -269,7 +270,7 @@ DETECTOR_DEFAULTS = dict(
     n_components=8, hidden_layer_sizes=(128, 128), activation="relu", likelihood="gaussian",
     power_transform="auto", training_noise=0.05, n_training_importance_samples=1,
     learning_rate="constant", learning_rate_init=1e-3, max_iter=200, n_iter_no_change=10, ema_decay=0.0,
-    contamination="auto", kl_penalty=6.0,
+    contamination="auto", kl_penalty=0.0,
 )
 
 
