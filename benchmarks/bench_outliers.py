@@ -30,7 +30,7 @@ Usage::
         --datasets glass wine --seeds 0 --methods skvae IsolationForest
     PYTHONPATH=. python benchmarks/bench_outliers.py --data-dir ../shared/data/ad \\
         --missing 0.2 --missing-in both --methods skvae IterativeImputer+IsolationForest
-    PYTHONPATH=. python benchmarks/bench_outliers.py --data-dir ../shared/data/ad \
+    PYTHONPATH=. python benchmarks/bench_outliers.py --data-dir ../shared/data/ad \\
         --skvae-params '{"kl_penalty": 6}'
 """
 
@@ -166,7 +166,8 @@ def evaluate(X, y, seeds, methods=None, missing=0.0, missing_in="test", skvae_pa
             X_test = remove_entries(X_test, missing, seed)
             if missing_in == "both":
                 X_train = remove_entries(X_train, missing, seed + 1000)
-        for name, (detector, is_pyod) in detectors(seed, methods, missing=bool(missing), skvae_params=skvae_params).items():
+        found = detectors(seed, methods, missing=bool(missing), skvae_params=skvae_params)
+        for name, (detector, is_pyod) in found.items():
             anomaly, fit_s, score_s, flagged = run_one(detector, is_pyod, X_train, X_test)
             row = out.setdefault(name, {"auroc": [], "ap": [], "fit_s": 0.0, "score_s": 0.0})
             row["auroc"].append(roc_auc_score(y_test, anomaly))

@@ -57,15 +57,17 @@ Run from the project root; ``--max-rows`` subsamples adult (and caps the
 synthetic table at 10,000 rows) for quick checks, ``--epochs`` sets TVAE's and
 CTGAN's epochs (300 by default, their own), and ``--skvae-params`` (a JSON
 object of ``VAEDensityEstimator`` parameters) adds an skvae row with those
-set beside the defaults' in the loglik and synthetic sections. Without
-skvae's rows, estimated from short timed runs (one thread, on 2 CPU cores shared with other work):
+set beside the defaults' in the loglik and synthetic sections
+(``--detector-params`` likewise for the detector in the anomalies section).
+Without skvae's rows, estimated from short timed runs (one thread, on 2 CPU
+cores shared with other work):
 loglik under a minute, anomalies a few seconds, synthetic about 3-5 minutes for
 TVAE and 13-16 for CTGAN at 300 epochs::
 
     PYTHONPATH=. python benchmarks/bench_tabular.py --data-dir ../shared/data
     PYTHONPATH=. python benchmarks/bench_tabular.py --sections loglik anomalies
     PYTHONPATH=. python benchmarks/bench_tabular.py --sections synthetic --max-rows 2000 --epochs 1
-    PYTHONPATH=. python benchmarks/bench_tabular.py --sections loglik synthetic \
+    PYTHONPATH=. python benchmarks/bench_tabular.py --sections loglik synthetic \\
         --skvae-params '{"batch_size": 1024, "n_training_importance_samples": 1}'
 """
 
@@ -416,13 +418,22 @@ def one_hot_isolation_forest(df, seed):
     return make_pipeline(prepare, IsolationForest(random_state=seed))
 
 
-def anomaly_detectors(seed):
-    """name -> function(train) returning a fitted detector, ``score_samples`` higher for normal rows."""
-    return {
+def anomaly_detectors(seed, detector_params=None):
+    """name -> function(train) returning a fitted detector, ``score_samples`` higher for normal rows.
+
+    With ``detector_params`` (``--detector-params``), one more skvae row with them set.
+    """
+    found = {
         "IsolationForest (one-hot)": lambda train: one_hot_isolation_forest(train, seed).fit(train),
         "independent columns (-log p)": lambda train: IndependentColumns(seed).fit(train),
         "skvae VAEOutlierDetector": lambda train: fit_skvae(train, seed, detector=True),
     }
+    if detector_params:
+        shown = ", ".join(f"{key}={value!r}" for key, value in detector_params.items())
+        found[f"skvae VAEOutlierDetector({shown})"] = lambda train: fit_skvae(
+            train, seed, detector=True, params=detector_params
+        )
+    return found
 
 
 def section_anomalies(args):
@@ -430,7 +441,7 @@ def section_anomalies(args):
     train, test = split(load_adult(args.data_dir, args.max_rows, args.seed), args.seed)
     corrupted, labels, kinds = plant_anomalies(train, test, rate=0.05, seed=args.seed)
     rows, notes = [], []
-    for name, fit in anomaly_detectors(args.seed).items():
+    for name, fit in anomaly_detectors(args.seed, args.detector_params).items():
         try:
             detector, seconds = timed(fit, train)
         except NotImplementedError as err:
@@ -472,6 +483,12 @@ def main(argv=None):
         default=None,
         help="JSON object of VAEDensityEstimator parameters: one more skvae row, beside the defaults', "
         "in the loglik and synthetic sections",
+    )
+    parser.add_argument(
+        "--detector-params",
+        type=json.loads,
+        default=None,
+        help="JSON object of VAEOutlierDetector parameters: one more skvae row in the anomalies section",
     )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")  # sdmetrics/pandas FutureWarnings, mixture ConvergenceWarnings

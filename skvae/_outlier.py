@@ -73,9 +73,9 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
         """Unsupervised anomaly detection with a variational autoencoder.
 
     Fits a VAE to the training rows (anomalies may be among them; no labels
-    are used) and scores rows by their estimated log-density log p(x), less
-    a penalty for the information their latent code carries: the lower the
-    score, the more abnormal the row. The API is that of
+    are used) and scores rows by their estimated log-density log p(x)
+    (optionally less ``kl_penalty`` times the KL of their latent code, see
+    Notes): the lower the score, the more abnormal the row. The API is that of
     :class:`~sklearn.ensemble.IsolationForest`: ``score_samples`` (lower is
     more abnormal), ``decision_function`` (negative for outliers),
     ``predict`` (-1 for outliers, +1 for inliers) and ``fit_predict``. The
@@ -212,6 +212,11 @@ reference_ : ndarray of shape (n_reference, n_features)
         For a complete row, ``score_samples(X) - offset_``. A row with missing
         entries is compared with rows of the same missingness pattern: its
         log p(x_obs) is placed on the scale of complete rows (see Notes).
+        With ``kl_penalty`` the score is the penalised one. ``offset_`` was
+        set at fit from the training rows' scores with the scoring settings
+        of then: after changing ``kl_penalty`` (which moves scores by many
+        nats) or ``n_importance_samples``, fit again before relying on the
+        sign.
 
         Parameters
         ----------
@@ -293,7 +298,7 @@ reference_ : ndarray of shape (n_reference, n_features)
         Returns arrays of shapes (n_reference,) and (n_features, n_reference);
         a feature a reference row lacks drops by 0 (its score is unchanged).
         Computed once per model and scoring setting (``n_importance_samples``,
-        ``bound``), on first need: n_features + 1 scores per reference row.
+        ``bound``, ``kl_penalty``), on first need: n_features + 1 scores per reference row.
         """
         key = (self.n_importance_samples, self.bound, self.kl_penalty)
         if getattr(self, "_drops", None) is None or self._drops[0] != key:

@@ -364,6 +364,13 @@ def test_scoring_parameters_set_after_fit_are_validated(Estimator, param, value)
         est.score_samples(X_GOOD)
 
 
+@pytest.mark.parametrize("value", [-1.0, "high"])
+def test_the_detectors_kl_penalty_set_after_fit_is_validated(value):
+    est = deepcopy(_fitted(VAEOutlierDetector)).set_params(kl_penalty=value)
+    with pytest.raises(InvalidParameterError, match="The 'kl_penalty' parameter"):
+        est.score_samples(X_GOOD)
+
+
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 def test_structure_parameters_changed_after_fit_do_not_break_the_fitted_model(Estimator):
     est = deepcopy(_fitted(Estimator))

@@ -156,6 +156,14 @@ def test_kl_penalty_subtracts_the_codes_kl_from_the_log_density(fitted, X):
     np.testing.assert_allclose(
         penalised.score_samples(X[:20]), fitted.score_samples(X[:20]) - 6.0 * kl, rtol=1e-6, atol=1e-4
     )
+    # The ELBO, which holds the KL once already, counts it 1 + kl_penalty times.
+    elbo = copy.deepcopy(fitted).set_params(bound="elbo")
+    np.testing.assert_allclose(
+        elbo.set_params(kl_penalty=6.0).score_samples(X[:20]),
+        elbo.set_params(kl_penalty=0.0).score_samples(X[:20]) - 6.0 * kl, rtol=1e-6, atol=1e-4,
+    )
+    # A row with nothing observed scores 0, the log-probability of the sure event, penalty or not.
+    assert penalised.score_samples(np.full((1, X.shape[1]), np.nan))[0] == 0.0
 
 
 def test_kl_penalty_set_after_fit_rescores_rows_with_missing_entries(X):

@@ -229,7 +229,11 @@ def test_load_refuses_missing_or_wrongly_typed_attributes(saved):
         load(saved)
 
 
-@pytest.mark.parametrize("params", [{}, {"power_transform": False, "contamination": 0.1}], ids=["transformed", "plain"])
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"power_transform": False, "contamination": 0.1}, {"kl_penalty": 6.0}],
+    ids=["transformed", "plain", "kl_penalty"],
+)
 def test_an_outlier_detector_loads_with_identical_scores(params, X, tmp_path):
     data = np.exp(X)  # skewed, so that the power transform matters
     od = VAEOutlierDetector(**FAST, **params).fit(data)
