@@ -147,12 +147,16 @@ def fit_skvae(df_train, seed, detector=False, params=None):
     return cls(random_state=seed, **(params or {})).fit(df_train)
 
 
+def _with_params(name, params):
+    """``name(key=value, ...)``: the row name of an estimator with ``params`` set."""
+    return f"{name}({', '.join(f'{key}={value!r}' for key, value in params.items())})"
+
+
 def skvae_rows(args):
     """(row name, parameters) of each skvae density row: the defaults, then ``--skvae-params`` if given."""
     rows = [("skvae VAEDensityEstimator", None)]
     if args.skvae_params:
-        shown = ", ".join(f"{key}={value!r}" for key, value in args.skvae_params.items())
-        rows.append((f"skvae VAEDensityEstimator({shown})", args.skvae_params))
+        rows.append((_with_params("skvae VAEDensityEstimator", args.skvae_params), args.skvae_params))
     return rows
 
 
@@ -429,8 +433,7 @@ def anomaly_detectors(seed, detector_params=None):
         "skvae VAEOutlierDetector": lambda train: fit_skvae(train, seed, detector=True),
     }
     if detector_params:
-        shown = ", ".join(f"{key}={value!r}" for key, value in detector_params.items())
-        found[f"skvae VAEOutlierDetector({shown})"] = lambda train: fit_skvae(
+        found[_with_params("skvae VAEOutlierDetector", detector_params)] = lambda train: fit_skvae(
             train, seed, detector=True, params=detector_params
         )
     return found

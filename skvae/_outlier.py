@@ -297,10 +297,10 @@ reference_ : ndarray of shape (n_reference, n_features)
 
         Returns arrays of shapes (n_reference,) and (n_features, n_reference);
         a feature a reference row lacks drops by 0 (its score is unchanged).
-        Computed once per model and scoring setting (``n_importance_samples``,
-        ``bound``, ``kl_penalty``), on first need: n_features + 1 scores per reference row.
+        Computed once per model and scoring setting (``_scoring_parameters``),
+        on first need: n_features + 1 scores per reference row.
         """
-        key = (self.n_importance_samples, self.bound, self.kl_penalty)
+        key = tuple(getattr(self, name) for name in self._scoring_parameters)
         if getattr(self, "_drops", None) is None or self._drops[0] != key:
             reference = self.reference_
             n_reference, n_features = reference.shape
