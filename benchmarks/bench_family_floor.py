@@ -128,7 +128,7 @@ def run_member(member, args):
     torch.manual_seed(args.seed)  # the encoder's initial weights and the draws
     model = ExactForm(maps, member.sigma)
     fit(model, X_train, steps=args.steps, n_draws=args.n_draws)
-    fitted, sigma = model.branches(maps[0].shape), float(model.log_sigma.exp())
+    fitted, sigma = model.branches(maps[0].shape), model.log_sigma.detach().exp().item()
     grid = dict(zip(("n_coarse", "refine"), oracles.GRIDS[member.sigma]))
     X_seen = X_train[: len(X_test)]
     gap_test = logp_test.mean() - oracles.log_density(X_test, fitted, sigma, **grid).mean()
