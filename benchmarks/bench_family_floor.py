@@ -34,7 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -60,10 +59,10 @@ class ExactForm(nn.Module):
         super().__init__()
         self.activation = ACTIVATIONS[maps[0].shape]
         self.n_maps = len(maps)
-        as_parameters = lambda name: nn.ParameterList(  # noqa: E731
-            [nn.Parameter(torch.tensor(getattr(b, name), dtype=torch.float64)) for b in maps]
+        self.A, self.b, self.C = (
+            nn.ParameterList([nn.Parameter(torch.tensor(getattr(b, name), dtype=torch.float64)) for b in maps])
+            for name in ("A", "b", "C")
         )
-        self.A, self.b, self.C = as_parameters("A"), as_parameters("b"), as_parameters("C")
         self.log_sigma = nn.Parameter(torch.tensor(math.log(sigma), dtype=torch.float64))
         n_features = maps[0].C.shape[1]
         self.encoder = nn.Sequential(
