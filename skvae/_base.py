@@ -19,12 +19,14 @@ from ._data import (
     has_missing,
     hidden_sizes,
 )
-from ._engine import TrainingOptions, build_net, resolve_device, summarize, train
+from ._engine import TrainingOptions, summarize, train
 from ._likelihoods import LIKELIHOODS
+from ._net import build_net
 from ._persistence import save_estimator
 from ._sklearn_compat import _check_feature_names, _check_n_features, _fit_context, validate_parameter_constraints
 from ._tabular import INTEGER, REAL, TableSchema, frequent_values
 from ._threads import threads_for_fit
+from ._torch_utils import resolve_device
 
 # Early stopping with early_stopping='auto' needs this many held-out rows.
 _MIN_VALIDATION_ROWS = 20

@@ -13,8 +13,8 @@ from torch.distributions import Bernoulli, Independent, MixtureSameFamily, Norma
 from ._arrays import rows_as_tensor
 from ._bounds import log_importance_weights
 from ._likelihoods import draw_real
-from ._engine import seeded_torch
 from ._threads import threads_for_chunks
+from ._torch_utils import seeded_torch
 
 # Elements of the largest activation tensor inference builds at once (4 MB in float32).
 CHUNK_ELEMENTS = 2**20

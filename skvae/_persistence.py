@@ -24,7 +24,8 @@ from safetensors.torch import save_file
 from sklearn.impute import MissingIndicator
 from sklearn.utils.validation import check_is_fitted
 
-from ._engine import build_net, resolve_device
+from ._net import build_net
+from ._torch_utils import resolve_device
 from ._version import __version__
 
 FORMAT = "skvae"

@@ -7,18 +7,12 @@ from sklearn.base import clone
 from skorch.callbacks import Callback
 
 from skvae import VAEDensityEstimator
-from skvae._engine import (
-    BatchIterator,
-    LastGoodState,
-    ModelSpaceRows,
-    Rows,
-    StoppingRule,
-    StopTraining,
-    VAENet,
-    adam_options,
-    cloned_state,
-)
+from skvae._callbacks import LastGoodState
 from skvae._module import VAEModule
+from skvae._net import VAENet, adam_options
+from skvae._rows import BatchIterator, ModelSpaceRows, Rows
+from skvae._skorch_compat import StoppingRule, StopTraining
+from skvae._torch_utils import cloned_state
 
 
 def _rows_seen(iterator):

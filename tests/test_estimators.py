@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from skorch.callbacks import Callback, LRScheduler
 
 from skvae import VAEDensityEstimator, VAETransformer
-from skvae._engine import ModelSpaceRows
+from skvae._rows import ModelSpaceRows
 
 FAST = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=5, n_importance_samples=8)
 ESTIMATORS = [VAEDensityEstimator, VAETransformer]

@@ -5,16 +5,19 @@ from pathlib import Path
 
 import skvae
 
-# elementwise <- bounds <- likelihoods <- module <- engine <- base <- estimators, with the
-# helpers of each layer beside it; persistence beside the engine's users,
-# never importing an estimator.
+# elementwise <- bounds <- likelihoods <- module <- net <- engine <- base <- estimators, with
+# the helpers of each layer beside it: torch's seeds and devices at the bottom,
+# skorch's internals (_skorch_compat) just above, the training data (_rows) beside
+# the module, the net and skvae's callbacks below the engine. Inference and
+# persistence sit beside the engine, so they never import the training loop, nor
+# an estimator.
 LAYERS = [
-    {"_elementwise"},
-    {"_sklearn_compat", "_version", "_arrays", "_bounds", "_transforms", "_tabular", "_threads"},
+    {"_elementwise", "_torch_utils"},
+    {"_sklearn_compat", "_skorch_compat", "_version", "_arrays", "_bounds", "_transforms", "_tabular", "_threads"},
     {"_likelihoods", "_layout"},
-    {"_module", "_data"},
-    {"_engine", "_params"},
-    {"_inference", "_persistence", "_docstrings"},
+    {"_module", "_data", "_rows"},
+    {"_net", "_callbacks", "_params"},
+    {"_engine", "_inference", "_persistence", "_docstrings"},
     {"_base"},
     {"_density", "_transformer", "_outlier", "_impute"},
     {"__init__", "_demo"},

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer
-from skvae._engine import TrainingNoise
+from skvae._callbacks import TrainingNoise
 
 FAST = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=10, n_importance_samples=8)
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer
-from skvae._engine import BatchIterator, ModelSpaceRows, StreamedRows
 from skvae._module import VAEModule
+from skvae._rows import BatchIterator, ModelSpaceRows, StreamedRows
 
 FAST = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=3, n_importance_samples=8)
 
