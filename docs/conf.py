@@ -14,6 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import skvae  # noqa: E402
 
+# sphinx-gallery resolves the names an example uses even with plot_gallery=0, when
+# no example has run in this process; IterativeImputer (plot_impute.py) is there
+# only once its experimental flag is imported.
+from sklearn.experimental import enable_iterative_imputer  # noqa: E402, F401
+
 project = "skvae"
 author = "skvae developers"
 copyright = "2026, skvae developers"

@@ -17,27 +17,19 @@ from ._sklearn_compat import MissingValues, _check_feature_names_in
 
 _OWN = [
     Parameter("missing_values", np.nan, [MissingValues(numeric_only=True)], "int, float or np.nan", """\
-The placeholder for a missing value, as in
-:class:`~sklearn.impute.SimpleImputer`: every entry equal to it is imputed.
-With ``np.nan`` (the default), NaN, ``pd.NA`` and ``None`` in numeric
-columns are missing, and infinity is refused; with another value, NaN is
-refused too."""),
+The placeholder for a missing value, as in SimpleImputer. With
+``np.nan``, NaN, ``pd.NA`` and ``None`` are missing and infinity is
+refused; with another value, NaN is refused too."""),
     Parameter("add_indicator", False, ["boolean"], "bool", """\
-If True, a :class:`~sklearn.impute.MissingIndicator` is stacked onto the
-output: one column per feature that had missing values at fit, 1 where the
-entry was missing."""),
+If True, a MissingIndicator is stacked onto the output: one column per
+feature that had missing values at fit."""),
     Parameter("keep_empty_features", False, ["boolean"], "bool", """\
-What becomes of a feature with no observed value at fit. False: it is
-dropped from the output, as :class:`~sklearn.impute.IterativeImputer` does;
-True: it is kept and imputed with 0. Either way the VAE is fitted on the
-other features."""),
+Whether a feature with no observed value at fit is kept, imputed with 0,
+or dropped, as IterativeImputer does."""),
     Parameter("sample_posterior", False, ["boolean"], "bool", """\
-False: each missing entry gets its conditional mean E[x_miss | x_obs],
-estimated by self-normalised importance sampling with
-``n_importance_samples`` draws from the encoder. True: a draw from
-p(x_miss | x_obs) by sampling-importance-resampling among those draws, so
-that imputers fitted with different ``random_state`` give multiple
-imputations."""),
+False: each missing entry gets E[x_miss | x_obs], by importance sampling
+with ``n_importance_samples`` draws. True: a draw from p(x_miss | x_obs),
+so that different ``random_state`` give multiple imputations."""),
 ]
 
 # Chosen by imputation RMSE on breast cancer, wine, fault and yeast (20% and
@@ -51,20 +43,15 @@ class VAEImputer(_BaseVAE, TransformerMixin, BaseEstimator):
         """Imputation of missing values with a variational autoencoder.
 
     Fits a VAE to the observed entries of X alone, with no prior imputation:
-    given z, a factorised decoder gives the exact likelihood of the observed
-    entries, so the importance-weighted bound of log p(x_obs) trains the
-    model (MIWAE, Mattei and Frellsen, 2019). ``transform`` then fills each
-    missing entry from p(x_miss | x_obs), the model's conditional
-    distribution given the row's observed entries, and returns observed
-    entries unchanged, bit for bit. The API is that of
-    :class:`~sklearn.impute.IterativeImputer` and
-    :class:`~sklearn.impute.KNNImputer`; the model is that of
-    :class:`VAEDensityEstimator` (with a Gaussian decoder), whose
-    ``score_samples`` (log p(x_obs)), ``score`` and ``sample`` it shares.
+    a factorised decoder gives the exact likelihood of the observed entries
+    given z, so the importance-weighted bound of log p(x_obs) trains the
+    model (MIWAE). ``transform`` fills each missing entry from
+    p(x_miss | x_obs) and returns observed entries unchanged, bit for bit.
+    The API is that of :class:`~sklearn.impute.IterativeImputer`; the model
+    is that of :class:`VAEDensityEstimator`, whose ``score_samples``
+    (log p(x_obs)), ``score`` and ``sample`` it shares.
 
 {parameters}
-
-{attributes}
 
     See Also
     --------
@@ -80,19 +67,11 @@ class VAEImputer(_BaseVAE, TransformerMixin, BaseEstimator):
     sees only the data can tell, and imputations are biased towards the
     observed values.
 
-    **Defaults.** ``likelihood='auto'`` is ``'gaussian'`` (the mixture
-    decoder imputed worse on breast cancer). Training maximises IWAE_20
-    (``n_training_importance_samples='auto'``), as MIWAE does: an encoder
-    that sees only part of a row is less exact, and the tighter bound
-    forgives it. The step is 1e-3, and each row's imputation weighs 1,000
-    draws (``n_importance_samples``). These were chosen by imputation error
-    on four data sets (breast cancer, wine, steel-plate faults, yeast; 20%
-    and 50% of entries removed at random), where they cut the RMSE by 0.4
-    to 8% against the shared defaults (IWAE_1, 100 draws, step 2e-3) and
-    were ahead of ``IterativeImputer`` on all four. Fitting takes about four
-    times as long as with the shared defaults (9.9 s against 2.5 s on breast
-    cancer with half its entries missing, on two cores).
-    ``benchmarks/bench_impute.py`` measures them on other data sets too.
+    The defaults, chosen by imputation error, differ from the shared ones:
+    one Gaussian per feature, IWAE_20 training as in MIWAE (an encoder that
+    sees part of a row is less exact, and the tighter bound forgives it), a
+    step of 1e-3 and 1,000 draws per imputation; a fit takes about four
+    times as long (user guide, "Missing values").
 
 {score_notes}
 
@@ -134,7 +113,7 @@ indicator_ : MissingIndicator or None
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
             Rows with missing entries (``missing_values``).
 
         Returns

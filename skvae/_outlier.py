@@ -20,33 +20,18 @@ _REFERENCE_ROWS = 256
 _CONTAMINATION = Parameter(
     "contamination", "auto", [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
     "'auto' or float", """\
-How the threshold ``offset_`` is set from the training scores. A float in
-(0, 0.5] is the expected proportion of outliers: ``offset_`` is that
-percentile of the training scores, so that this proportion of the
-training rows is predicted -1, as in IsolationForest. ``'auto'``: no
-proportion is assumed; ``offset_`` splits the training scores into the two
-groups that are most apart, the split that minimises the variance within
-the groups (Otsu's threshold, Otsu 1979, the 1-D 2-means split), with the
-lowest 1% of the scores clipped to their 1st percentile so that a few
-extreme rows do not make the lower group alone. There are always two
-groups: on clean training data it still flags a sizeable share (a fifth to
-a third of the rows in checks on wine, benign breast cancer and Gaussian
-data), so for novelty detection on clean data prefer a float. See the user
-guide for how it compares with IsolationForest's and LOF's ``'auto'``.""",
+How ``offset_`` is set from the training scores. A float in (0, 0.5]:
+the expected share of outliers, as in IsolationForest. ``'auto'``: Otsu's
+split of the scores into the two groups most apart (lowest 1% clipped);
+it flags a sizeable share of clean data too, where a float is better.""",
 )
 
 _KL_PENALTY = Parameter(
     "kl_penalty", 0.0, [Interval(Real, 0, None, closed="left")], "float", """\
-Weight lambda of the latent code's information in the anomaly score:
-``score_samples`` is the estimate of log p(x) (``bound``) less lambda
-times KL(q(z|x) || p(z)), the nats by which the encoder's posterior for
-the row departs from the prior. A row that the model explains only with
-an atypical, sharply located code then scores as more abnormal, as does a
-row of low density. 0, the default, scores by the log-density alone. 6
-suits anomalies that are rows of another kind (another class or process)
-and hurts anomalies that are normal rows with corrupted entries; see
-Notes. ``offset_`` comes from the training rows' scores with the value set
-at fit.""",
+Weight lambda of the latent code: ``score_samples`` is log p(x) less
+lambda KL(q(z|x) || p(z)). 0 scores by the density alone; 6 suits
+anomalies of another kind, not corrupted entries (see Notes). Set it
+before fit: ``offset_`` comes from the training scores.""",
 )
 
 # The detector's own defaults, chosen for anomaly detection (see Notes).
@@ -72,19 +57,15 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
     __doc__ = compose(
         """Unsupervised anomaly detection with a variational autoencoder.
 
-    Fits a VAE to the training rows (anomalies may be among them; no labels
-    are used) and scores rows by their estimated log-density log p(x)
-    (optionally less ``kl_penalty`` times the KL of their latent code, see
-    Notes): the lower the score, the more abnormal the row. The API is that of
-    :class:`~sklearn.ensemble.IsolationForest`: ``score_samples`` (lower is
-    more abnormal), ``decision_function`` (negative for outliers),
-    ``predict`` (-1 for outliers, +1 for inliers) and ``fit_predict``. The
-    model is that of :class:`VAEDensityEstimator`, with defaults of its own
-    and a threshold.
+    Fits a VAE to the training rows, anomalies and all, without labels, and
+    scores rows by their estimated log-density (see Notes): the lower, the
+    more abnormal. The API is that of
+    :class:`~sklearn.ensemble.IsolationForest`: ``score_samples``,
+    ``decision_function`` (negative for outliers), ``predict`` (-1 for
+    outliers, +1 for inliers) and ``fit_predict``. The model is that of
+    :class:`VAEDensityEstimator`, with defaults of its own and a threshold.
 
 {parameters}
-
-{attributes}
 
     See Also
     --------
@@ -94,81 +75,24 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
 
     Notes
     -----
-    The anomaly score rests on a density, not on a reconstruction error:
-    ``score_samples`` is an importance-weighted estimate of log p(x) for the
-    data as passed, less ``kl_penalty`` times KL(q(z|x) || p(z)). The KL
-    term is the ELBO's rate, in closed form from the encoder's output, so
-    the score is close to a beta-weighted ELBO, E_q[log p(x|z)] -
-    (1 + kl_penalty) KL, which counts the nats of the row's code
-    (1 + kl_penalty) times. On the anomaly suite of ``benchmarks/README.md``
-    the log-density misses anomalies that the decoder's noise absorbs but
-    whose codes lie apart (waveform: AUROC 0.71 by the density, 0.93 by the
-    KL alone), and the KL alone misses others (magic.gamma: 0.80 against
-    0.70). Which kind of anomaly a user has decides the weight, and the
-    default stays with the density. On the suite (each anomaly class a
-    minority class of a public dataset) 6 raised the mean AUROC from 0.699
-    to 0.718 and average precision from 0.342 to 0.381, above every other
-    detector measured; it was chosen on half A of the suite (fault,
-    hepatitis, magic.gamma, stamps, waveform, wilt, wpbc), as the smallest
-    weight within 0.005 of A's best AUROC (among 0 to 24), and on the other
-    half it kept AUROC (0.687) and raised AP from 0.355 to 0.365. On
-    anomalies made by corrupting entries of normal rows it loses: on the
-    adult census table with planted anomalies (swapped category
-    combinations, ages and hours from the opposite tail) the AUROC falls
-    from 0.815 to 0.720, and on rows off a thin 2-D surface in 6-D from
-    0.999 to 0.967; every weight above 0 lowered both, the more the larger it
-    was.
+    The score is a density, not a reconstruction error: log p(x) of the data
+    as passed, less ``kl_penalty`` times KL(q(z|x) || p(z)), the nats of the
+    row's code. Set ``kl_penalty=6`` when the anomalies are rows of another
+    kind (another class or process), whose codes lie apart while the
+    decoder's noise absorbs their difference; keep 0 when they are normal
+    rows with corrupted entries (user guide, "Anomaly detection").
 
-    Two defaults make the score robust to the rows that do not fit
-    (anomalies among the training rows, skewed or heavy-tailed features,
-    duplicated rows, discrete features), without labels and without
-    assuming a contamination rate. First, the features are Gaussianised one
-    by one (``power_transform='auto'``) and the VAE models their
-    dependence; the log-Jacobian of the map is added back, so the density of
-    a skewed feature keeps its long tail and one extreme value no longer
-    outweighs every other feature, as it does under a Gaussian model.
-    Second, training is smoothed (``training_noise=0.05``): every training
-    batch gets fresh Gaussian noise, so the VAE fits the data density
-    convolved with a narrow kernel and cannot put near-infinite density on
-    single rows (memorised training anomalies, the two values of a binary
-    feature).
+    The defaults (``power_transform='auto'``, ``training_noise=0.05``, a
+    smaller model than the density estimator's, trained on the ELBO) keep
+    rows that do not fit, anomalies among the training rows included, from
+    dominating the fit; batches have ``min(128, n_samples)`` rows.
 
-    Rows with missing entries (NaN) are scored by the density of their
-    observed entries, log p(x_obs) (``score_samples``; the penalty is that of
-    their code given those entries), which has fewer
-    terms the fewer entries are observed, so it is not comparable across
-    rows with different entries missing. ``decision_function`` and
-    ``predict`` compare each such row with training rows seen through the
-    same pattern of observed features. The reference rows
-    (``reference_``, up to 256 of the most complete training rows) give the
-    mean mu and SD sd of their scores, and for each pattern P the mean mu_P
-    and SD sd_P of what they would score with the features of P hidden; the
-    row's score s becomes ``mu + sd * (s - mu_P) / sd_P``. Complete rows keep
-    their score, so nothing changes without missing entries; a row with no
-    observed entry gets mu, a typical row's score. Scoring every reference
-    row through every pattern met would cost 256 scores per pattern, and
-    nearly every row has a pattern of its own when entries are missing at
-    random, so the reference rows' scores through P are taken as their
-    complete scores less the drop that hiding each feature of P alone causes
-    (n_features + 1 scores per reference row, once per model). This is exact
-    for one missing feature and for independent features; on the anomaly
-    suite of ``benchmarks/README.md`` with 20% of test entries removed it
-    ranked as scoring through each pattern did (mean AUROC 0.696 both ways,
-    within 0.011 on each dataset) in a tenth of the time. Rows drawn from
-    the model instead of training rows calibrated worse: its
-    importance-weighted bound is looser on rows it was not trained on.
-
-    The other defaults differ from the density estimator's too: a smaller
-    model (``n_components=8``, ``hidden_layer_sizes=(128, 128)``, ReLU), one
-    Gaussian per feature trained on the ELBO, a constant step of 1e-3, a
-    patience of 10 epochs within at most 200 (``max_iter``), no weight
-    average, and ``batch_size='auto'`` meaning ``min(128, n_samples)``.
-    They were picked by reasoning and checked on each half of a suite of 14
-    public tabular benchmarks separately, without per-dataset tuning
-    (``benchmarks/README.md``); the density estimator's smaller batches on
-    small data doubled the fit time there for no gain in AUROC (0.688
-    against 0.696), and its mixture decoder and weight average, chosen for
-    held-out likelihood, were not measured to help ranking anomalies.
+    Rows with missing entries score log p(x_obs), which does not compare
+    across patterns; ``decision_function`` and ``predict`` map such a score s
+    to ``mu + sd * (s - mu_P) / sd_P``: mu and sd are the mean and SD of the
+    scores of ``reference_``, mu_P and sd_P those with the row's missing
+    features hidden. Complete rows keep their score (user guide, "Missing
+    values").
 
 {score_notes}
 
@@ -197,8 +121,7 @@ offset_ : float
     ``score_samples - offset_``, and rows below it are outliers.
 
 reference_ : ndarray of shape (n_reference, n_features)
-    Training rows (up to 256, the most complete) that put the scores of
-    rows with missing entries on the scale of complete rows (see Notes).""",
+    Up to 256 of the most complete training rows (see Notes).""",
     )
 
     _parameter_constraints = constraints(_PARAMETERS)

@@ -32,190 +32,101 @@ _POSITIVE_INT = [Interval(Integral, 1, None, closed="left")]
 
 SHARED = (
     Parameter("n_components", 16, _POSITIVE_INT, "int", """\
-Dimension of the latent space z (as in PCA). Latent dimensions the data
-do not need collapse onto the prior and cost little, so the default errs
-on the large side; choose it by held-out likelihood (``GridSearchCV``)
-when it matters."""),
+Dimension of the latent space z, as in PCA. Dimensions the data do not
+need collapse onto the prior and cost little, hence a generous default."""),
     Parameter("hidden_layer_sizes", (256, 256), ["array-like", *_POSITIVE_INT], "tuple of int", """\
 Widths of the encoder's hidden layers; the decoder mirrors them. ``()``
-gives a linear encoder and decoder: with the Gaussian likelihood the model
-is then factor analysis, x ~ N(b, W W^T + diag(s^2))."""),
+gives linear networks: with the Gaussian likelihood, factor analysis."""),
     Parameter("activation", "elu", [StrOptions(set(ACTIVATIONS))],
               "{'identity', 'logistic', 'tanh', 'relu', 'elu', 'silu'}", """\
-Activation of the hidden layers. ELU is smooth, so the decoder's mean
-and scales vary smoothly with z, which the density between training
-rows relies on."""),
+Activation of the hidden layers; the smooth ELU keeps the density smooth."""),
     Parameter("likelihood", "auto", [StrOptions({"auto", *LIKELIHOODS})],
               "{'auto', 'gaussian', 'gaussian_mixture', 'bernoulli', 'continuous_bernoulli'}", """\
-Family of the decoder p(x|z). ``'auto'`` is ``'gaussian'`` for
-:class:`VAETransformer`, :class:`VAEOutlierDetector` and
-:class:`VAEImputer`. For :class:`VAEDensityEstimator` it is chosen by
-held-out likelihood: :meth:`fit` trains a model with
-``'gaussian_mixture'`` and one with ``'gaussian'`` on the same rows and
-keeps the one whose best score on the early-stopping rows is higher
-(``likelihood_``; about twice the fit time); without early stopping, for
-a table with categorical or integer columns, and in :meth:`partial_fit`,
-it is ``'gaussian_mixture'``. ``'gaussian'``:
-real data; the decoder gives the mean, and a standard deviation per
-feature is learned, bounded below by 1e-3 in standardised units.
-``'gaussian_mixture'``: real data; for each feature the decoder gives the
-weights, means and standard deviations (same floor) of
-``n_mixture_components`` Gaussians, so p(x|z) can be skewed, multimodal or
-close to discrete where the data are; the best density estimates, but a
-latent code that explains less of each row (the decoder can call more of
-it noise), hence not the transformer's default. ``'bernoulli'``: binary
-data in {0, 1}. ``'continuous_bernoulli'``: data in [0, 1] (a proper
-density there, unlike the Bernoulli)."""),
+Family of the decoder p(x|z) (user guide, "Choosing a likelihood"):
+``'gaussian'``, or ``'gaussian_mixture'`` (``n_mixture_components`` per
+feature), for real values; ``'bernoulli'`` for {0, 1};
+``'continuous_bernoulli'`` for [0, 1]. ``'auto'`` is ``'gaussian'``, but
+:class:`VAEDensityEstimator` fits both Gaussian kinds and keeps the better
+on the early-stopping rows, or the mixture if it has none (see its Notes)."""),
     Parameter("n_mixture_components", 5, _POSITIVE_INT, "int", """\
-Gaussians per feature of the ``'gaussian_mixture'`` likelihood; ignored
-by the other likelihoods."""),
+Gaussians per feature of the ``'gaussian_mixture'`` likelihood."""),
     Parameter("bounds", None, [None, tuple, list], "tuple (low, high) or None", """\
-For the real-valued likelihoods, data known to lie strictly inside
-``(low, high)`` (pixel intensities, proportions); each bound is a number or
-an array of shape (n_features,). The model works on
-``logit((x - low) / (high - low))`` and reports densities in data space,
-the log-Jacobian of that map included. Values on or outside the bounds
-are refused with a ``ValueError`` by every method."""),
+Interval strictly holding real data (pixels, proportions), numbers or
+arrays of shape (n_features,): the model works on
+``logit((x - low) / (high - low))``; values outside raise a ValueError."""),
     Parameter("power_transform", False, ["boolean", StrOptions({"auto"})], "bool or 'auto'", """\
-Whether each feature is Gaussianised before the VAE: standardised, then
-mapped by a Yeo-Johnson power transform whose exponent is fitted by
-maximum likelihood (as :class:`~sklearn.preprocessing.PowerTransformer`
-does), then standardised again. Beyond a feature's training range the map
-continues along its tangent, so that the exponent fitted on the training
-rows does not push far rows polynomially farther or pull them in. Its
-log-Jacobian is added to the scores, which stay densities of the data as
-passed. ``'auto'`` applies it when the likelihood models real values and
-``bounds`` is None (after the logit map of ``bounds`` the data are
-already spread); True requires a likelihood of real values."""),
+Whether each feature is Gaussianised by a fitted Yeo-Johnson map, linear
+beyond the training range, before the VAE. ``'auto'``: with a real-valued
+likelihood and no ``bounds``; True needs a real-valued likelihood."""),
     Parameter("categorical_features", "from_dtype",
               ["array-like", StrOptions({"from_dtype"}), None], "array-like of {bool, int, str}, 'from_dtype' or None", """\
-Which columns are categorical, as in
-:class:`~sklearn.ensemble.HistGradientBoostingClassifier`: a boolean mask,
-indices or column names, or ``'from_dtype'``: with a pandas DataFrame, its
-``category``, ``bool`` and ``object``/string columns of labels; with an
-array, none. Each categorical column gets a categorical distribution over
-its levels (those seen in fit, or its category set); a DataFrame's integer
-columns get a probability mass over the integers, its other columns the
-real-valued likelihood. None: no categorical columns. See the user guide,
-"Tabular data"."""),
+Categorical columns, as in HistGradientBoostingClassifier: a boolean
+mask, indices or names; ``'from_dtype'``: a DataFrame's ``category``,
+``bool`` and label columns; None: none (user guide, "Tabular data")."""),
     Parameter("handle_unknown", "error", [StrOptions({"error", "ignore", "warn"})],
               "{'error', 'ignore', 'warn'}", """\
-What a categorical value not seen in fit does after fit, as in
-:class:`~sklearn.preprocessing.OneHotEncoder`: ``'error'`` raises a
-``ValueError`` naming the column and the value; ``'ignore'`` reads it as a
-missing entry, marginalised like any other; ``'warn'`` does the same with
-a warning."""),
+What a category unseen in fit does: ``'error'`` raises a ValueError,
+``'ignore'`` reads it as missing, ``'warn'`` does so with a warning."""),
     Parameter("beta", 1.0, [Interval(Real, 0, None, closed="left")], "float", """\
-Weight of the KL term in the training objective (beta-VAE). Scores and
-``validation_scores_`` always use the true bound (beta=1)."""),
+Weight of the KL term in training (beta-VAE); scores always use beta=1."""),
     Parameter("training_noise", 0.0, [Interval(Real, 0, None, closed="left")], "float", """\
-Standard deviation of the Gaussian noise added to every training batch,
-in the model's standardised units (after the maps of ``bounds`` and
-``power_transform``), with a real-valued likelihood; ignored by the
-Bernoulli likelihoods. The model then fits the data density convolved
-with a narrow kernel, as a kernel density estimate does, and cannot put
-near-infinite density on single rows (memorised outliers, the two values
-of a binary feature). Validation and scored rows never get any."""),
+SD of Gaussian noise added to training batches (standardised units, real
+likelihoods): no near-infinite density on single rows. Not when scoring."""),
     Parameter("n_training_importance_samples", "auto",
               [StrOptions({"auto"}), *_POSITIVE_INT], "int or 'auto'", """\
-Latent draws per row in training. 1 maximises the ELBO with an analytic
-KL term; K > 1 maximises IWAE_K (Burda et al., 2016), a tighter bound
-that lets the encoder be less exact, at up to K times the cost of a
-step (the encoder runs once). ``'auto'`` is 4 for
-:class:`VAEDensityEstimator`, whose product is the likelihood (on the
-digits validation split IWAE_4 training gained 0.5 nats per sample for
-1.7 times the fit time), and 1 for :class:`VAETransformer`, whose
-product is the encoder, and for :class:`VAEOutlierDetector`; 20 for
-:class:`VAEImputer` (see its Notes)."""),
+Latent draws per row in training: 1 maximises the ELBO, K > 1 the tighter
+IWAE_K at up to K times the cost. ``'auto'``: 4 for the density
+estimator, 20 for the imputer (as MIWAE), 1 otherwise."""),
     Parameter("n_importance_samples", 100, _POSITIVE_INT, "int", """\
-K, the number of latent draws per row used by :meth:`score_samples` and
-:meth:`score`. Larger K gives a tighter, less noisy estimate at K times
-the cost."""),
+K, the latent draws per row when scoring: a larger K gives a tighter,
+less noisy estimate at K times the cost."""),
     Parameter("bound", "iwae", [StrOptions({"iwae", "elbo"})], "{'iwae', 'elbo'}", """\
-Estimate returned by :meth:`score_samples`: the importance-weighted
-bound IWAE_K (Burda et al., 2016), which approaches log p(x) as K grows,
-or the evidence lower bound with an analytic KL term."""),
+Estimate of :meth:`score_samples`: IWAE_K, which approaches log p(x) as K
+grows, or the ELBO, cheaper and looser."""),
     Parameter("batch_size", "auto", [StrOptions({"auto"}), *_POSITIVE_INT], "int or 'auto'", """\
-Rows per minibatch. ``'auto'`` is ``n_samples // 200`` clipped to
-[32, 128] (and to ``n_samples``) for :class:`VAEDensityEstimator` and
-:class:`VAETransformer`: about 200 steps per epoch, so that small data
-sets train long enough between two checks of the epoch-based stopping
-rule; for :class:`VAEOutlierDetector` it is ``min(128, n_samples)``.
-Values larger than the data are clipped with a warning, as in
-MLPRegressor."""),
+Rows per minibatch. ``'auto'``: ``n_samples // 200`` within [32, 128],
+at most ``n_samples`` (about 200 steps per epoch, enough on small data),
+or ``min(128, n_samples)`` for the detector. Larger values are clipped."""),
     Parameter("max_iter", 500, _POSITIVE_INT, "int", """\
-Maximum number of epochs (passes over the data): a cap, not a schedule,
-since the stopping rule of ``n_iter_no_change`` ends training. A
-``ConvergenceWarning`` says when the cap came first. The density
-estimator's and the transformer's 500 is above where their stopping rule
-fired on the benchmarks (246 to 339 epochs for 2,000 rows near a thin
-surface, where MLPRegressor's 200 cut them short, and the fitted model
-was up to 0.45 nats per row further from the truth);
-:class:`VAEOutlierDetector` and :class:`VAEImputer` keep the 200 their
-defaults were chosen with."""),
+Maximum number of epochs: a cap, which the stopping rule usually comes
+before (a ConvergenceWarning says when it does not)."""),
     Parameter("learning_rate", "adaptive", [StrOptions({"constant", "adaptive"})],
               "{'constant', 'adaptive'}", """\
-Step-size schedule, named as in MLPRegressor. ``'adaptive'`` halves the
-step size whenever the monitored loss (validation loss with early
-stopping, training loss without) has not improved by ``tol`` for
-``max(1, n_iter_no_change // 4)`` epochs, so training ends on small
-steps near a maximum of the bound. Each call to :meth:`fit` or
-:meth:`partial_fit` starts at ``learning_rate_init``."""),
+Step-size schedule, as in MLPRegressor: ``'adaptive'`` halves the step
+when the monitored loss has not improved by ``tol`` for
+``max(1, n_iter_no_change // 4)`` epochs; each fit starts anew."""),
     Parameter("learning_rate_init", 2e-3, [Interval(Real, 0, None, closed="neither")], "float", """\
-Initial step size of the Adam optimizer. The density estimator's and the
-transformer's 2e-3, MLPRegressor's 1e-3 doubled, gave the higher held-out
-likelihood with the weight average of ``ema_decay`` and the adaptive
-schedule on validation splits of digits, breast cancer and wine (3e-3 did
-not)."""),
+Initial step size of Adam; 2e-3 suits the weight average and the
+adaptive schedule of the density estimator."""),
     Parameter("early_stopping", "auto", ["boolean", StrOptions({"auto"})], "bool or 'auto'", """\
-Whether :meth:`fit` holds out ``validation_fraction`` of the rows and
-stops when their mean bound has not improved by ``tol`` for
-``n_iter_no_change`` epochs, restoring the best weights. The held-out
-rows are scored with the training objective at beta=1 (the ELBO, or
-IWAE_K with ``n_training_importance_samples=K``), on the same latent
-draws every epoch, so that epochs are compared without Monte Carlo noise.
-``'auto'`` enables it when the held-out part would have at least 20
-rows. Without it, training stops when the training loss stalls in the
-same way. :meth:`partial_fit` never uses it."""),
+Whether :meth:`fit` stops when the bound of the held-out
+``validation_fraction`` has not improved by ``tol`` for
+``n_iter_no_change`` epochs, keeping the best weights; ``'auto'``: when
+20 rows or more are held out."""),
     Parameter("validation_fraction", 0.1, [Interval(Real, 0, 1, closed="neither")], "float", """\
 Proportion of the rows held out for early stopping."""),
     Parameter("n_iter_no_change", 20, _POSITIVE_INT, "int", """\
 Epochs without an improvement of at least ``tol`` before training stops."""),
     Parameter("ema_decay", 0.99, [Interval(Real, 0, 1, closed="left")], "float in [0, 1)", """\
-Decay of the exponential moving average of the weights (Polyak
-averaging) that becomes the fitted model: after every step the average
-moves ``1 - ema_decay`` of the way to the current weights, so it spans
-about ``1 / (1 - ema_decay)`` steps. Early stopping validates the
-average; training continues from the raw weights (in ``partial_fit`` and
-with ``warm_start``; a model read by :func:`skvae.load` continues from
-the average, as the file holds only the fitted weights). The late Adam
-steps scatter the weights around a maximum of the bound and their
-average lies nearer to it: with 0.99, the held-out log-likelihood of the
-digits and breast-cancer validation splits rose by 0.9 and 1.5 nats per
-sample. 0 turns averaging off."""),
+Decay of the moving average of the weights (Polyak averaging) that is
+the fitted model, over about ``1 / (1 - ema_decay)`` steps: it lies nearer
+a maximum of the bound than the last step. 0 turns it off."""),
     Parameter("tol", 1e-4, [Interval(Real, 0, None, closed="left")], "float", """\
 Minimum improvement of the monitored loss, in nats per sample."""),
     Parameter("warm_start", False, ["boolean"], "bool", """\
-When True, :meth:`fit` continues training the fitted model instead of
-starting anew; the architecture and the data maps of the first fit are
-kept."""),
+When True, :meth:`fit` continues training the fitted model."""),
     Parameter("random_state", None, ["random_state"], "int, RandomState instance or None", """\
-Seeds weight initialisation, shuffling, the validation split, the
-training noise and the draws of :meth:`score_samples`. Pass an int for
-reproducible results (a fit on a machine whose load changes can differ in
-the last digits unless torch's thread count is fixed, see Notes). Global
-random states (numpy's, torch's) are never touched."""),
+Seeds every draw (weights, shuffling, validation split, noise, scoring);
+global random states are never touched. On a busy machine, fix torch's
+thread count for bit-for-bit fits (user guide, "Performance")."""),
     Parameter("device", "cpu", [StrOptions({"cpu", "cuda", "auto"}), torch.device],
               "{'cpu', 'cuda', 'auto'} or torch.device", """\
 Where the model trains and scores. ``'auto'`` picks CUDA when available."""),
     Parameter("verbose", 0, ["verbose"], "int", """\
-0 is silent; 1 or more shows a progress bar and a table of the training
-and validation loss per epoch."""),
+0 is silent; 1 or more shows a progress bar and the loss per epoch."""),
     Parameter("callbacks", None, [None, list], "list of skorch callbacks or None", """\
-Extra callbacks for the skorch training loop (e.g.
-``skorch.callbacks.LRScheduler``), as instances or ``(name, instance)``
-pairs. They are copied for each call, never modified; their
-``on_train_end`` also runs when training is interrupted."""),
+Extra skorch callbacks (e.g. ``LRScheduler``), as instances or
+``(name, instance)`` pairs, copied for each call."""),
 )
 
 # Where an estimator's own parameters go in its signature: before these.
