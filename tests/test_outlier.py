@@ -350,3 +350,39 @@ def test_auto_threshold_is_not_taken_by_one_extreme_row_or_infinite_scores():
         with_extreme = np.r_[scores, extreme]
         threshold = _auto_threshold(with_extreme)
         assert np.isfinite(threshold) and np.sum(with_extreme < threshold) == 21
+
+
+def _otsu_in_one_pass(x):
+    """Otsu's threshold of sorted x, every split at once: the reference for the block-wise scan."""
+    n = len(x)
+    i = np.arange(1, n)
+    low = np.cumsum(x)[:-1]
+    between = (i / n) * (1 - i / n) * (low / i - (x.sum() - low) / (n - i)) ** 2
+    between[x[1:] == x[:-1]] = -np.inf  # no split inside a run of ties
+    k = int(np.argmax(between))
+    return (x[k] + x[k + 1]) / 2
+
+
+@pytest.mark.parametrize("rounding", [None, 0.5])
+def test_two_group_threshold_over_many_blocks_equals_the_one_pass_split(rounding):
+    """More rows than one block of the scan (16384): the running sum carries over from block to block."""
+    from skvae._outlier import _two_group_threshold
+
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.normal(-10, 1, 30_000), rng.normal(-60, 3, 300)]
+    if rounding:  # runs of ties across the blocks' edges; sums of halves are exact
+        scores = np.round(scores / rounding) * rounding
+    x = np.sort(scores)
+    threshold = _two_group_threshold(x)
+    assert threshold == _otsu_in_one_pass(x)
+    assert np.sum(scores < threshold) == 300
+    for block in (7, 1000, 16_384, len(x)):  # the split does not depend on the blocks
+        assert _two_group_threshold(x, block=block) == threshold
+
+
+def test_auto_threshold_of_more_rows_than_one_block_flags_the_lower_group():
+    from skvae._outlier import _auto_threshold
+
+    rng = np.random.default_rng(1)
+    scores = rng.permutation(np.r_[rng.normal(-10, 1, 40_000), rng.normal(-40, 2, 500)])
+    assert np.sum(scores < _auto_threshold(scores)) == 500

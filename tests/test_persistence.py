@@ -84,6 +84,30 @@ def test_training_continues_after_load(X, tmp_path):
     assert np.all(np.isfinite(loaded.score_samples(X)))
 
 
+@pytest.mark.parametrize("params", [{}, {"early_stopping": True}], ids=["plain", "early-stopping"])
+def test_training_after_load_keeps_the_saved_history_to_the_bit(params, X, tmp_path):
+    """The per-epoch losses are saved exactly: after a later partial_fit the history of the saved
+    epochs is the one of the estimator that was saved, entry for entry, as Python floats.
+
+    The later epochs themselves differ, as ``load`` says: training goes on with a fresh Adam state.
+    """
+    est = VAEDensityEstimator(**{**FAST, **params}).fit(X)
+    losses, scores = list(est.loss_curve_), est.validation_scores_
+    est.save(tmp_path / "model.safetensors")
+    loaded = load(tmp_path / "model.safetensors")
+    if scores is None:
+        for _ in range(2):
+            loaded.partial_fit(X)
+    else:  # partial_fit does not take early stopping
+        loaded.set_params(warm_start=True, max_iter=2).fit(X)
+    assert loaded.n_iter_ == 5 and len(loaded.loss_curve_) == 5
+    assert loaded.loss_curve_[:3] == losses
+    assert all(type(loss) is float for loss in loaded.loss_curve_)
+    if scores is not None:
+        assert loaded.validation_scores_[:3] == scores
+        assert all(type(score) is float for score in loaded.validation_scores_)
+
+
 def test_unsavable_parameters_are_saved_as_none_with_a_warning(X, tmp_path):
     de = VAEDensityEstimator(
         **{**FAST, "random_state": np.random.RandomState(0)},

@@ -86,6 +86,57 @@ def test_discrete_columns_are_probability_masses_that_sum_to_one(likelihood):
     torch.testing.assert_close(levels, torch.ones(3, dtype=torch.float64), rtol=0, atol=1e-5)
 
 
+def _per_block_log_softmax(logits, sizes):
+    """Each block's log_softmax, block by block: the reference for the padded computation."""
+    return torch.cat([block.log_softmax(-1) for block in logits.split(sizes, dim=-1)], dim=-1)
+
+
+def test_categorical_columns_of_unequal_level_counts_each_sum_to_one():
+    """A column of 2 levels beside one of 5 is a distribution over its own 2 levels, not over 5 slots."""
+    from torch.distributions import Normal
+
+    from skvae._layout import TableLayout
+    from skvae._likelihoods import TableRows
+
+    sizes = [2, 5, 1, 3]
+    layout = TableLayout(["categorical", "real", "categorical", "categorical", "categorical"], [2, 0, 5, 1, 3])
+    generator = torch.Generator().manual_seed(0)
+    # Mostly negative logits: a padding slot that counted would take most of the mass.
+    logits = 3 * torch.randn(4, 6, layout.n_logits, generator=generator, dtype=torch.float64) - 4
+    numeric = Normal(torch.zeros(4, 6, 1, dtype=torch.float64), 1.0)
+    rows = TableRows(numeric, logits, layout)
+    # With every indicator on, the categorical entries of log_prob are the levels' log-probabilities.
+    value = torch.ones(4, 6, layout.width, dtype=torch.float64)
+    log_probs = rows.log_prob(value)[..., layout.n_numeric :]
+    torch.testing.assert_close(log_probs, _per_block_log_softmax(logits, sizes), rtol=0, atol=1e-12)
+    totals = torch.stack([block.exp().sum(-1) for block in log_probs.split(sizes, dim=-1)], dim=-1)
+    torch.testing.assert_close(totals, torch.ones(4, 6, len(sizes), dtype=torch.float64), rtol=0, atol=1e-12)
+    # The level a row's one-hot block picks gets its own column's log-probability.
+    levels = torch.tensor([1, 3, 0, 2])
+    one_hot = torch.cat([torch.zeros(1), *(torch.eye(n)[k] for n, k in zip(sizes, levels.tolist()))])
+    per_entry = rows.log_prob(one_hot.to(torch.float64).expand(4, 6, -1))[..., layout.n_numeric :]
+    chosen = torch.stack(
+        [block[..., k] for block, k in zip(_per_block_log_softmax(logits, sizes).split(sizes, -1), levels)], -1
+    )
+    torch.testing.assert_close(per_entry.sum(-1), chosen.sum(-1), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("sizes", [[2, 5, 3], [4, 1], [3, 3, 7, 2]])
+def test_blocks_of_unequal_sizes_normalise_pick_and_draw_within_themselves(sizes):
+    """Blocks' softmax, argmax and draws see each block's own entries only (the padding is -inf, 0 mass)."""
+    from skvae._layout import Blocks
+
+    blocks = Blocks(sizes)
+    generator = torch.Generator().manual_seed(1)
+    logits = 2 * torch.randn(50, sum(sizes), generator=generator, dtype=torch.float64) - 6  # all below 0
+    expected = _per_block_log_softmax(logits, sizes)
+    torch.testing.assert_close(blocks.log_softmax(logits), expected, rtol=0, atol=1e-12)
+    argmax = torch.stack([block.argmax(-1) for block in logits.split(sizes, dim=-1)], dim=-1)
+    torch.testing.assert_close(blocks.argmax(logits), argmax)
+    draws = blocks.draw(expected.exp(), generator=generator)
+    assert torch.all(draws < torch.tensor(sizes)) and torch.all(draws >= 0)
+
+
 def test_only_real_columns_have_a_jacobian():
     """log |dy/dx| of a table row counts its real columns; integers and categories add none."""
     rng = np.random.default_rng(1)
@@ -220,6 +271,38 @@ def test_an_unknown_category_is_an_error_naming_it_or_a_missing_entry():
     np.testing.assert_array_equal(de.set_params(handle_unknown="ignore").score_samples(odd), expected)
     with pytest.warns(UserWarning, match="Quito"):
         np.testing.assert_array_equal(de.set_params(handle_unknown="warn").score_samples(odd), expected)
+
+
+def test_a_category_dtype_is_read_by_its_labels_not_its_codes():
+    """The same levels in another category order give the same results; another set of levels of the
+    same size is not mistaken for the fitted one: its new level is unknown."""
+    frame = _mixed_frame(holes=False)
+    frame.loc[::10, "size"] = "XL"  # every level present
+    de = VAEDensityEstimator(**FAST).fit(frame)
+    vt = VAETransformer(**FAST).fit(frame)
+    reordered = frame.copy()
+    reordered["size"] = reordered["size"].cat.reorder_categories(["XL", "L", "S", "M"])
+    assert not np.array_equal(reordered["size"].cat.codes, frame["size"].cat.codes)
+    np.testing.assert_array_equal(de.score_samples(reordered), de.score_samples(frame))
+    np.testing.assert_array_equal(vt.transform(reordered), vt.transform(frame))
+    unordered = frame.copy()
+    unordered["size"] = pd.Categorical(frame["size"].astype(str), categories=["M", "S", "XL", "L"])
+    np.testing.assert_array_equal(de.score_samples(unordered), de.score_samples(frame))
+
+    renamed = frame.copy()  # four categories again, "XL" now "XXL"
+    renamed["size"] = renamed["size"].cat.rename_categories({"XL": "XXL"})
+    assert list(renamed["size"].cat.codes) == list(frame["size"].cat.codes)
+    with pytest.raises(ValueError, match=r"unknown categories \['XXL'\] in column 'size'"):
+        de.score_samples(renamed)
+    with pytest.raises(ValueError, match=r"unknown categories \['XXL'\] in column 'size'"):
+        vt.transform(renamed)
+    as_missing = frame.copy()
+    as_missing.loc[as_missing["size"] == "XL", "size"] = np.nan
+    expected = de.score_samples(as_missing)
+    np.testing.assert_array_equal(de.set_params(handle_unknown="ignore").score_samples(renamed), expected)
+    np.testing.assert_array_equal(
+        vt.set_params(handle_unknown="ignore").transform(renamed), vt.transform(as_missing)
+    )
 
 
 def test_an_integer_column_refuses_a_fraction_after_fit():
