@@ -8,10 +8,7 @@ from . import _inference
 from ._base import _BaseVAE
 from ._docstrings import compose
 from ._module import MAX_LATENT_LOC
-from ._params import constraints, make_init, parameters
 from ._persistence import register
-
-_PARAMETERS = parameters()
 
 
 @register
@@ -54,11 +51,8 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
     >>> vt.inverse_transform(vt.transform(X[:3])).shape
     (3, 5)
     """,
-        _PARAMETERS,
+        _BaseVAE._parameters,
     )
-
-    _parameter_constraints = constraints(_PARAMETERS)
-    __init__ = make_init(_PARAMETERS)
 
     def transform(self, X):
         """Map X to the posterior mean of z, shape (n_samples, n_components).
