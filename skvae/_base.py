@@ -2,20 +2,21 @@
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import _inference
-from ._data import check_in_range, check_n_samples, check_observed, check_support, fit_data_map, has_missing
+from ._data import check_n_samples, check_observed, check_support, fit_data_map, has_missing
 from ._engine import TrainingOptions, build_net, resolve_device, summarize, train
 from ._likelihoods import LIKELIHOODS
 from ._params import check_scoring_parameters, check_settings, constraints, parameters
 from ._persistence import save_estimator
-from ._sklearn_compat import _check_feature_names, _check_n_features, _fit_context
-from ._tabular import INTEGER, REAL, TableSchema, frequent_values
+from ._reading import _ReadingMixin
+from ._sklearn_compat import _fit_context
+from ._tabular import INTEGER, REAL, frequent_values
 from ._threads import threads_for_fit
 
 
-class _BaseVAE:
+class _BaseVAE(_ReadingMixin):
     """Shared fit, scoring and sampling of the skvae estimators.
 
     A mixin listed first among an estimator's bases, so that its ``score``
@@ -164,7 +165,7 @@ class _BaseVAE:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
             A chunk of training data.
 
         y : None
@@ -203,11 +204,12 @@ class _BaseVAE:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
             Rows to score.
 
-        y : Ignored
-            Not used, present for API consistency by convention.
+        y : None
+            Ignored. This parameter exists only for compatibility with
+            :class:`~sklearn.pipeline.Pipeline`.
 
         Returns
         -------
@@ -396,57 +398,3 @@ class _BaseVAE:
     def _kl_penalty(self):
         """Weight of KL(q(z|x) || p(z)) subtracted from the scores: none but the outlier detector's."""
         return 0.0
-
-    def _validate_rows(self, X, *, reset):
-        """X as the model takes it: float rows, NaN where an entry is missing."""
-        return self._read_table(X, reset=reset)
-
-    def _read_table(self, X, *, reset, ensure_all_finite="allow-nan", copy=False):
-        """X as float rows: a mixed table's codes (``_tabular``), or ``validate_data``'s array.
-
-        At fit (``reset``) the table's schema is inferred and kept in
-        ``_table``: None for an array without ``categorical_features``, whose
-        path is unchanged.
-        """
-        if reset:
-            table = TableSchema.infer(X, self.categorical_features, type(self).__name__)
-            self._table = None if table is None else table.to_dict()
-        table = self._schema()
-        if table is None or table.plain:
-            return validate_data(
-                self, X, dtype=[np.float64, np.float32], ensure_all_finite=ensure_all_finite, reset=reset, copy=copy
-            )
-        _check_feature_names(self, X, reset=reset)
-        _check_n_features(self, X, reset=reset)
-        codes = table.encode(
-            X, handle_unknown="error" if reset else self.handle_unknown, where="fit" if reset else "transform"
-        )
-        return check_array(codes, dtype=np.float64, ensure_all_finite="allow-nan")
-
-    def _schema(self):
-        """The fitted table's ``TableSchema``, or None (fitted on an array without categories)."""
-        table = getattr(self, "_table", None)
-        return None if table is None else TableSchema(**table)
-
-    def _model_table(self):
-        """The schema of the columns the model reads (a subclass may drop some)."""
-        return self._schema()
-
-    def _as_table(self, codes, index=None):
-        """Model output (codes) as the user's table: a DataFrame when fitted on one, else the array."""
-        table = self._model_table()
-        return codes if table is None else table.decode(codes, index)
-
-    def _validate_fitted(self, X):
-        check_is_fitted(self)
-        X = self._validate_rows(X, reset=False)
-        self._check_fitted_data(X)
-        return X
-
-    def _check_fitted_data(self, X):
-        """Checks of X against the fitted model: its support, and a range it can score."""
-        module = self.net_.module_
-        likelihood = module.arguments["likelihood"]
-        check_support(X, likelihood, LIKELIHOODS[likelihood].support, *module.data_map.bounds())
-        check_in_range(module, X, self.net_.device)
-

@@ -15,6 +15,7 @@ LAYERS = [
     {"_module", "_data"},
     {"_engine", "_params"},
     {"_inference", "_persistence", "_docstrings"},
+    {"_reading"},
     {"_base"},
     {"_density", "_transformer", "_outlier", "_impute"},
     {"__init__", "_demo"},
