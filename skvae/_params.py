@@ -372,13 +372,14 @@ def _power_transform(est, likelihood, support):
     """``power_transform`` resolved: 'auto' is on for real-valued, unbounded data."""
     if isinstance(est.power_transform, str):
         return support == "real" and est.bounds is None
-    if est.power_transform and support != "real":
+    power = bool(est.power_transform)
+    if power and support != "real":
         raise ValueError(
             "power_transform=True requires a likelihood of real values ('gaussian' or "
             f"'gaussian_mixture'), got likelihood={likelihood!r}; set "
             "power_transform='auto' or False."
         )
-    return bool(est.power_transform)
+    return power
 
 
 def _check_table_settings(likelihood, support, bounds):

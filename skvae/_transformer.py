@@ -59,7 +59,7 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
             Rows to encode (in the space of the training data).
 
         Returns
