@@ -26,8 +26,9 @@ class _BaseVAE(_ReadingMixin):
     Its ``__init__`` takes the shared parameters with the shared defaults
     (``_parameters``, declared in ``_params``); an estimator whose parameters
     or defaults differ declares its own ``_parameters`` and
-    ``_parameter_constraints`` and writes its own ``__init__`` to match (a
-    test holds each signature to its declaration). A subclass also says what
+    ``_parameter_constraints`` and writes its own ``__init__`` to match,
+    passing the shared arguments on (``shared_arguments``); a test holds
+    each signature to its declaration. A subclass also says what
     its ``'auto'`` values mean (``_auto_likelihoods``,
     ``_auto_training_importance_samples``, ``_auto_batch_size``).
     """
