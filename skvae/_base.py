@@ -1,49 +1,42 @@
 """_BaseVAE: what the estimators share. A fit reads as validate -> resolve -> train -> copy."""
 
-import math
-import warnings
-
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import _inference
-from ._data import (
-    bounds_arrays,
-    check_callbacks,
-    check_in_range,
-    check_n_samples,
-    check_observed,
-    check_support,
-    fit_data_map,
-    has_missing,
-    hidden_sizes,
-)
+from ._data import check_n_samples, check_observed, check_support, fit_data_map, has_missing
 from ._engine import TrainingOptions, summarize, train
 from ._likelihoods import LIKELIHOODS
 from ._net import build_net
+from ._params import check_scoring_parameters, check_settings, constraints, parameters
 from ._persistence import save_estimator
-from ._sklearn_compat import _check_feature_names, _check_n_features, _fit_context, validate_parameter_constraints
-from ._tabular import INTEGER, REAL, TableSchema, frequent_values
+from ._reading import _ReadingMixin
+from ._sklearn_compat import _fit_context
+from ._tabular import INTEGER, REAL, frequent_values
 from ._threads import threads_for_fit
 from ._torch_utils import resolve_device
 
-# Early stopping with early_stopping='auto' needs this many held-out rows.
-_MIN_VALIDATION_ROWS = 20
 
-
-class _BaseVAE:
+class _BaseVAE(_ReadingMixin):
     """Shared fit, scoring and sampling of the skvae estimators.
 
     A mixin listed first among an estimator's bases, so that its ``score``
     overrides ``DensityMixin``'s, with ``BaseEstimator`` right-most as
     scikit-learn requires.
 
-    A subclass declares its parameters (``_parameters``, with ``__init__``
-    and ``_parameter_constraints`` made from them, see ``_params``) and what
+    Its ``__init__`` takes the shared parameters with the shared defaults
+    (``_parameters``, declared in ``_params``); an estimator whose parameters
+    or defaults differ declares its own ``_parameters`` and
+    ``_parameter_constraints`` and writes its own ``__init__`` to match,
+    passing the shared arguments on (``shared_arguments``); a test holds
+    each signature to its declaration. A subclass also says what
     its ``'auto'`` values mean (``_auto_likelihoods``,
     ``_auto_training_importance_samples``, ``_auto_batch_size``).
     """
+
+    _parameters = parameters()
+    _parameter_constraints = constraints(_parameters)
 
     # Fitted attributes that save() writes, and the kind load() checks (see _persistence.register).
     _saved_attributes = {
@@ -60,6 +53,72 @@ class _BaseVAE:
     # validation rows, the one whose trained model scores them best.
     _auto_likelihoods = ("gaussian",)
     _auto_training_importance_samples = 1
+
+    @staticmethod
+    def _auto_batch_size(n_samples):
+        """Batches of n/200 rows within [32, 128] (and at most n): about 200 steps per epoch."""
+        return min(n_samples, max(32, min(128, n_samples // 200)))
+
+    def __init__(
+        self,
+        n_components=16,
+        *,
+        hidden_layer_sizes=(256, 256),
+        activation="elu",
+        likelihood="auto",
+        n_mixture_components=5,
+        bounds=None,
+        power_transform=False,
+        categorical_features="from_dtype",
+        handle_unknown="error",
+        beta=1.0,
+        training_noise=0.0,
+        n_training_importance_samples="auto",
+        n_importance_samples=100,
+        bound="iwae",
+        batch_size="auto",
+        max_iter=500,
+        learning_rate="adaptive",
+        learning_rate_init=2e-3,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=20,
+        ema_decay=0.99,
+        tol=1e-4,
+        warm_start=False,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+        callbacks=None,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.likelihood = likelihood
+        self.n_mixture_components = n_mixture_components
+        self.bounds = bounds
+        self.power_transform = power_transform
+        self.categorical_features = categorical_features
+        self.handle_unknown = handle_unknown
+        self.beta = beta
+        self.training_noise = training_noise
+        self.n_training_importance_samples = n_training_importance_samples
+        self.n_importance_samples = n_importance_samples
+        self.bound = bound
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.ema_decay = ema_decay
+        self.tol = tol
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+        self.callbacks = callbacks
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -109,7 +168,7 @@ class _BaseVAE:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
             A chunk of training data.
 
         y : None
@@ -148,11 +207,12 @@ class _BaseVAE:
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
             Rows to score.
 
-        y : Ignored
-            Not used, present for API consistency by convention.
+        y : None
+            Ignored. This parameter exists only for compatibility with
+            :class:`~sklearn.pipeline.Pipeline`.
 
         Returns
         -------
@@ -241,20 +301,18 @@ class _BaseVAE:
 
     def _fit_checked(self, X, *, incremental, fresh, threads=None):
         X = self._validate_rows(X, reset=fresh)
-        if incremental and _is_true(self.early_stopping):
-            raise ValueError("partial_fit does not support early_stopping=True.")
+        settings = check_settings(self, X.shape, incremental=incremental, fresh=fresh, table=self._model_table())
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         missing = check_observed(X) if fresh else has_missing(X)
         if fresh:
             self._seed = seed
         else:
             self._check_fitted_data(X)
-        options = self._training_options(len(X), incremental=incremental, seed=seed, missing=missing)
-        options = options._replace(threads=threads)
-        candidates = self._candidate_likelihoods(options.early_stopping) if fresh else [None]
+        options = TrainingOptions(**settings.training, seed=seed, missing=missing, threads=threads)
+        candidates = settings.likelihoods or [None]
         best = failure = None
         for likelihood in candidates:
-            net = self.net_ if likelihood is None else self._new_net(X, seed, missing=missing, likelihood=likelihood)
+            net = self.net_ if likelihood is None else self._new_net(X, seed, settings.model, missing, likelihood)
             try:
                 summary = train(net, X, options)
             except BaseException as exc:
@@ -275,18 +333,6 @@ class _BaseVAE:
             raise failure
         self._copy_fitted(*best, X)
 
-    def _candidate_likelihoods(self, early_stopping):
-        """The likelihoods a fresh fit trains: ``_auto_likelihoods`` for 'auto' with validation rows.
-
-        A table with categorical or integer columns keeps the first: its
-        integers' interval masses and spikes need the mixture's shapes, and
-        its fits are the slowest to double.
-        """
-        table = self._model_table()
-        if self.likelihood == "auto" and early_stopping and (table is None or table.plain):
-            return self._auto_likelihoods
-        return (self._resolved_likelihood(),)
-
     def _keep_completed(self, net, X, early_stopping, *, fresh):
         """After an interrupt: the completed epochs are the model; an error here never hides the interrupt."""
         try:
@@ -296,17 +342,17 @@ class _BaseVAE:
                 self._discard_fit()
 
     def _copy_fitted(self, net, summary, X):
-        self.net_ = net
+        self._set_net(net)
         self.n_iter_ = summary.n_iter
         self.loss_curve_ = summary.loss_curve
         self.validation_scores_ = summary.validation_scores
         self.best_validation_score_ = summary.best_validation_score
         self._after_fit(X)
 
-    @property
-    def likelihood_(self):
-        """The fitted model's likelihood: ``likelihood`` with 'auto' resolved."""
-        return self.net_.module_.arguments["likelihood"]
+    def _set_net(self, net):
+        """Set the fitted model, ``net_``, and what is read off it: ``likelihood_``."""
+        self.net_ = net
+        self.likelihood_ = net.module_.arguments["likelihood"]
 
     def _after_fit(self, X):
         """What a subclass sets from the fitted model and its training data (nothing here)."""
@@ -318,104 +364,26 @@ class _BaseVAE:
         for name in self._saved_attributes:
             self.__dict__.pop(name, None)
 
-    def _new_net(self, X, seed, *, missing, likelihood):
-        """Check X against the parameters, fit the data map, and build the net (seeded)."""
-        name = type(self).__name__
+    def _new_net(self, X, seed, model, missing, likelihood):
+        """Fit the data map on X and build the net (seeded), with the ``model`` settings of ``check_settings``."""
         support = LIKELIHOODS[likelihood].support
         table = self._model_table()
-        mixed = table is not None and not table.plain
-        if mixed:
-            _check_table_settings(likelihood, support, self.bounds)
-        low, high = bounds_arrays(self.bounds, X.shape[1], name, likelihood)
         config = dict(
-            n_features=X.shape[1], n_components=self.n_components,
-            hidden_layer_sizes=hidden_sizes(self.hidden_layer_sizes, name), activation=self.activation,
-            likelihood=likelihood, n_mixture_components=self.n_mixture_components, mask_input=missing,
+            n_features=X.shape[1], n_components=self.n_components, hidden_layer_sizes=model["hidden_layer_sizes"],
+            activation=self.activation, likelihood=likelihood, n_mixture_components=self.n_mixture_components,
+            mask_input=missing,
         )
-        check_support(X, likelihood, support, low, high)
-        power = self._use_power_transform(support)
-        if mixed:
+        check_support(X, likelihood, support, model["low"], model["high"])
+        if table is not None and not table.plain:
             X = np.asarray(X)
             spikes = [frequent_values(X[:, j]) if kind == INTEGER else [] for j, kind in enumerate(table.kinds)]
             config["columns"] = {"kinds": table.kinds, "n_levels": table.n_levels, "spikes": spikes}
             numeric = [j for j, kind in enumerate(table.kinds) if kind in (REAL, INTEGER)]
-            config["data_map"] = fit_data_map(X[:, numeric], power=power) if numeric else []
+            config["data_map"] = fit_data_map(X[:, numeric], power=model["power"]) if numeric else []
         elif support == "real":
-            config["data_map"] = fit_data_map(X, low=low, high=high, power=power)
+            config["data_map"] = fit_data_map(X, low=model["low"], high=model["high"], power=model["power"])
         device = resolve_device(self.device)
         return build_net(config, device=device, learning_rate_init=self.learning_rate_init, seed=seed)
-
-    def _training_options(self, n_samples, *, incremental, seed, missing):
-        return TrainingOptions(
-            max_epochs=1 if incremental else self.max_iter,
-            batch_size=self._batch_size(n_samples),
-            learning_rate_init=self.learning_rate_init,
-            adaptive=self.learning_rate == "adaptive",
-            early_stopping=self._use_early_stopping(n_samples, incremental),
-            validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-            beta=self.beta,
-            n_draws=self._resolved_training_draws(),
-            ema_decay=self.ema_decay,
-            training_noise=self.training_noise,
-            seed=seed,
-            verbose=self.verbose,
-            callbacks=check_callbacks(self.callbacks, type(self).__name__),
-            incremental=incremental,
-            missing=missing,
-        )
-
-    # -- resolved settings -------------------------------------------------------
-
-    def _resolved_likelihood(self):
-        return self._auto_likelihoods[0] if self.likelihood == "auto" else self.likelihood
-
-    def _resolved_training_draws(self):
-        if self.n_training_importance_samples == "auto":
-            return self._auto_training_importance_samples
-        return self.n_training_importance_samples
-
-    def _use_power_transform(self, support):
-        """``power_transform`` resolved: 'auto' is on for real-valued, unbounded data."""
-        if isinstance(self.power_transform, str):
-            return support == "real" and self.bounds is None
-        if self.power_transform and support != "real":
-            raise ValueError(
-                "power_transform=True requires a likelihood of real values ('gaussian' or "
-                f"'gaussian_mixture'), got likelihood={self._resolved_likelihood()!r}; set "
-                "power_transform='auto' or False."
-            )
-        return bool(self.power_transform)
-
-    def _use_early_stopping(self, n_samples, incremental):
-        if incremental:
-            return False
-        if isinstance(self.early_stopping, str):
-            return n_samples * self.validation_fraction >= _MIN_VALIDATION_ROWS
-        if self.early_stopping and n_samples - math.ceil(n_samples * self.validation_fraction) < 1:
-            raise ValueError(
-                f"early_stopping=True holds out validation_fraction={self.validation_fraction} "
-                f"of the {n_samples} rows, which leaves none to train on; pass more rows, "
-                "lower validation_fraction or set early_stopping=False."
-            )
-        return bool(self.early_stopping)
-
-    def _batch_size(self, n_samples):
-        if self.batch_size == "auto":
-            return self._auto_batch_size(n_samples)
-        if self.batch_size > n_samples:
-            # scikit-learn's MLP words it so.
-            warnings.warn(
-                "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
-                UserWarning,
-            )
-        return min(self.batch_size, n_samples)
-
-    @staticmethod
-    def _auto_batch_size(n_samples):
-        """Batches of n/200 rows within [32, 128] (and at most n): about 200 steps per epoch."""
-        return min(n_samples, max(32, min(128, n_samples // 200)))
 
     # -- scoring -----------------------------------------------------------------
 
@@ -424,13 +392,7 @@ class _BaseVAE:
 
     def _log_density(self, X):
         """``score_samples`` of rows already validated."""
-        # Scoring parameters may be changed after fit (set_params), so fit's
-        # validation does not cover them.
-        validate_parameter_constraints(
-            {key: self._parameter_constraints[key] for key in self._scoring_parameters},
-            {key: getattr(self, key) for key in self._scoring_parameters},
-            caller_name=type(self).__name__,
-        )
+        check_scoring_parameters(self)
         return _inference.log_marginal(
             self.net_.module_, X, n_draws=self.n_importance_samples, seed=self._seed,
             bound=self.bound, device=self.net_.device, kl_penalty=self._kl_penalty(),
@@ -439,75 +401,3 @@ class _BaseVAE:
     def _kl_penalty(self):
         """Weight of KL(q(z|x) || p(z)) subtracted from the scores: none but the outlier detector's."""
         return 0.0
-
-    def _validate_rows(self, X, *, reset):
-        """X as the model takes it: float rows, NaN where an entry is missing."""
-        return self._read_table(X, reset=reset)
-
-    def _read_table(self, X, *, reset, ensure_all_finite="allow-nan", copy=False):
-        """X as float rows: a mixed table's codes (``_tabular``), or ``validate_data``'s array.
-
-        At fit (``reset``) the table's schema is inferred and kept in
-        ``_table``: None for an array without ``categorical_features``, whose
-        path is unchanged.
-        """
-        if reset:
-            table = TableSchema.infer(X, self.categorical_features, type(self).__name__)
-            self._table = None if table is None else table.to_dict()
-        table = self._schema()
-        if table is None or table.plain:
-            return validate_data(
-                self, X, dtype=[np.float64, np.float32], ensure_all_finite=ensure_all_finite, reset=reset, copy=copy
-            )
-        _check_feature_names(self, X, reset=reset)
-        _check_n_features(self, X, reset=reset)
-        codes = table.encode(
-            X, handle_unknown="error" if reset else self.handle_unknown, where="fit" if reset else "transform"
-        )
-        return check_array(codes, dtype=np.float64, ensure_all_finite="allow-nan")
-
-    def _schema(self):
-        """The fitted table's ``TableSchema``, or None (fitted on an array without categories)."""
-        table = getattr(self, "_table", None)
-        return None if table is None else TableSchema(**table)
-
-    def _model_table(self):
-        """The schema of the columns the model reads (a subclass may drop some)."""
-        return self._schema()
-
-    def _as_table(self, codes, index=None):
-        """Model output (codes) as the user's table: a DataFrame when fitted on one, else the array."""
-        table = self._model_table()
-        return codes if table is None else table.decode(codes, index)
-
-    def _validate_fitted(self, X):
-        check_is_fitted(self)
-        X = self._validate_rows(X, reset=False)
-        self._check_fitted_data(X)
-        return X
-
-    def _check_fitted_data(self, X):
-        """Checks of X against the fitted model: its support, and a range it can score."""
-        module = self.net_.module_
-        likelihood = module.arguments["likelihood"]
-        check_support(X, likelihood, LIKELIHOODS[likelihood].support, *module.data_map.bounds())
-        check_in_range(module, X, self.net_.device)
-
-
-def _check_table_settings(likelihood, support, bounds):
-    """Refuse settings that a table of categorical or integer columns cannot take."""
-    if support != "real":
-        raise ValueError(
-            "A table with categorical or integer columns needs a likelihood of real values for its "
-            f"numeric columns ('auto', 'gaussian' or 'gaussian_mixture'), got likelihood={likelihood!r}."
-        )
-    if bounds is not None:
-        raise ValueError(
-            "bounds applies to tables of real columns only; this one has categorical or integer "
-            "columns. Set bounds=None (integer columns are modelled as integers)."
-        )
-
-
-def _is_true(value):
-    """Whether a bool-or-string parameter is set to true (``np.True_`` included)."""
-    return not isinstance(value, str) and bool(value)

@@ -4,10 +4,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 
 from ._base import _BaseVAE
 from ._docstrings import compose
-from ._params import constraints, make_init, parameters
 from ._persistence import register
-
-_PARAMETERS = parameters()
 
 
 @register
@@ -69,11 +66,8 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
     >>> de.sample(2, random_state=0).dtypes.tolist() == df.dtypes.tolist()
     True
     """,
-        _PARAMETERS,
+        _BaseVAE._parameters,
     )
-
-    _parameter_constraints = constraints(_PARAMETERS)
-    __init__ = make_init(_PARAMETERS)
 
     # A mixture of Gaussians per feature, or one Gaussian per feature, whichever
     # scores the early-stopping rows better (see the class Notes).

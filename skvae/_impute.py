@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _inference
 from ._base import _BaseVAE
 from ._docstrings import compose
-from ._params import Parameter, constraints, make_init, parameters
+from ._params import Parameter, constraints, parameters, shared_arguments
 from ._persistence import register
 from ._sklearn_compat import MissingValues, _check_feature_names_in
 
@@ -100,8 +100,50 @@ indicator_ : MissingIndicator or None
     ``add_indicator=True``; None otherwise.""",
     )
 
+    _parameters = _PARAMETERS
     _parameter_constraints = constraints(_PARAMETERS)
-    __init__ = make_init(_PARAMETERS)
+
+    def __init__(
+        self,
+        n_components=16,
+        *,
+        hidden_layer_sizes=(256, 256),
+        activation="elu",
+        likelihood="auto",
+        n_mixture_components=5,
+        bounds=None,
+        power_transform=False,
+        categorical_features="from_dtype",
+        handle_unknown="error",
+        beta=1.0,
+        training_noise=0.0,
+        n_training_importance_samples="auto",
+        n_importance_samples=1000,
+        bound="iwae",
+        batch_size="auto",
+        max_iter=200,
+        learning_rate="adaptive",
+        learning_rate_init=1e-3,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=20,
+        ema_decay=0.99,
+        tol=1e-4,
+        missing_values=np.nan,
+        add_indicator=False,
+        keep_empty_features=False,
+        sample_posterior=False,
+        warm_start=False,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+        callbacks=None,
+    ):
+        super().__init__(**shared_arguments(locals()))
+        self.missing_values = missing_values
+        self.add_indicator = add_indicator
+        self.keep_empty_features = keep_empty_features
+        self.sample_posterior = sample_posterior
 
     # IWAE_20 training, as MIWAE: see Notes.
     _auto_training_importance_samples = 20

@@ -9,7 +9,7 @@ from ._base import _BaseVAE
 from ._arrays import STREAM_ELEMENTS
 from ._data import missing_counts
 from ._docstrings import compose
-from ._params import Parameter, constraints, make_init, parameters
+from ._params import Parameter, constraints, parameters, shared_arguments
 from ._persistence import register
 from ._sklearn_compat import Interval, StrOptions
 
@@ -124,8 +124,46 @@ reference_ : ndarray of shape (n_reference, n_features)
     Up to 256 of the most complete training rows (see Notes).""",
     )
 
+    _parameters = _PARAMETERS
     _parameter_constraints = constraints(_PARAMETERS)
-    __init__ = make_init(_PARAMETERS)
+
+    def __init__(
+        self,
+        n_components=8,
+        *,
+        hidden_layer_sizes=(128, 128),
+        activation="relu",
+        likelihood="gaussian",
+        n_mixture_components=5,
+        bounds=None,
+        power_transform="auto",
+        categorical_features="from_dtype",
+        handle_unknown="error",
+        beta=1.0,
+        training_noise=0.05,
+        n_training_importance_samples=1,
+        n_importance_samples=100,
+        bound="iwae",
+        batch_size="auto",
+        max_iter=200,
+        learning_rate="constant",
+        learning_rate_init=1e-3,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        ema_decay=0.0,
+        tol=1e-4,
+        contamination="auto",
+        kl_penalty=0.0,
+        warm_start=False,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+        callbacks=None,
+    ):
+        super().__init__(**shared_arguments(locals()))
+        self.contamination = contamination
+        self.kl_penalty = kl_penalty
 
     _saved_attributes = {**_BaseVAE._saved_attributes, "offset_": "number", "reference_": "any"}
 

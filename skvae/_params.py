@@ -1,21 +1,25 @@
-"""The estimators' parameters, declared once: name, default, constraints and documentation.
+"""The estimators' parameters, declared once, and every check of them.
 
 Every estimator lists its parameters as ``Parameter`` records (the shared
-ones, with its own defaults, plus its own); from that one list come its
-``__init__`` (``make_init``: assignments only, the signature scikit-learn's
-``get_params`` reads), its ``_parameter_constraints`` and the Parameters
-section of its docstring.
+ones, with its own defaults, plus its own) in ``_parameters``; from that one
+list come its ``_parameter_constraints`` (each parameter alone, checked by
+scikit-learn on entry to fit) and the Parameters section of its docstring,
+and its written-out ``__init__`` is tested against it. ``check_settings`` is
+the one check of parameters against each other, the data and the call, and
+resolves their ``'auto'`` values for a fit.
 """
 
-import inspect
+import math
+import warnings
 from numbers import Integral, Real
 from typing import NamedTuple
 
 import torch
 
+from ._data import bounds_arrays, check_callbacks, hidden_sizes
 from ._likelihoods import LIKELIHOODS
 from ._module import ACTIVATIONS
-from ._sklearn_compat import Interval, StrOptions
+from ._sklearn_compat import Interval, StrOptions, validate_parameter_constraints
 
 
 class Parameter(NamedTuple):
@@ -145,28 +149,13 @@ def parameters(own=(), **defaults):
     return tuple(p._replace(default=defaults.get(p.name, p.default)) for p in listed)
 
 
-def make_init(params):
-    """An ``__init__`` that assigns each parameter, with the signature ``(self, first, *, rest)``.
+def shared_arguments(arguments):
+    """The shared parameters' values among an ``__init__``'s ``locals()``, for ``_BaseVAE.__init__``.
 
-    Like the ``__init__`` that ``dataclasses`` writes: the signature is real
-    (``inspect.signature``, ``help`` and scikit-learn's ``get_params`` read
-    it), arguments are bound by it (an unknown name is a TypeError), and the
-    body only assigns, in signature order.
+    An estimator whose parameters or defaults differ from the shared ones
+    writes its own signature and passes the shared ones on with this.
     """
-    kinds = [inspect.Parameter.POSITIONAL_OR_KEYWORD] + [inspect.Parameter.KEYWORD_ONLY] * (len(params) - 1)
-    signature = inspect.Signature([
-        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        *(inspect.Parameter(p.name, kind, default=p.default) for p, kind in zip(params, kinds)),
-    ])
-
-    def __init__(self, *args, **kwargs):
-        bound = signature.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        for name, value in list(bound.arguments.items())[1:]:
-            setattr(self, name, value)
-
-    __init__.__signature__ = signature
-    return __init__
+    return {p.name: arguments[p.name] for p in SHARED}
 
 
 def constraints(params):
@@ -181,3 +170,138 @@ def docs(params):
         body = "\n".join("    " + line for line in p.doc.splitlines())
         entries.append(f"{p.name} : {p.type}, default={p.default!r}\n{body}")
     return "\n\n".join(entries)
+
+
+# Early stopping with early_stopping='auto' needs this many held-out rows.
+_MIN_VALIDATION_ROWS = 20
+
+
+class Settings(NamedTuple):
+    """The parameters of one fit, checked and with their ``'auto'`` values resolved."""
+
+    likelihoods: tuple  # those a fresh fit trains, the best kept; () when the fit continues the model
+    model: dict  # what a new model is built with: hidden_layer_sizes, low and high (bounds), power
+    training: dict  # the ``TrainingOptions`` that come from the parameters
+
+
+def check_settings(estimator, shape, *, incremental, fresh, table):
+    """Check the parameters against each other, the data and the call; resolve their ``'auto'`` values.
+
+    Each parameter alone is checked by ``_parameter_constraints``; this is
+    the one check of what they cannot see: combinations of parameters, and
+    parameters against the data (its ``shape``; ``table``, the schema of the
+    columns the model reads, or None for an array) and the call
+    (``incremental`` for partial_fit; ``fresh`` when a new model is built,
+    without which the model's settings are those of the fitted one). What an
+    ``'auto'`` means for an estimator is in its ``_auto_likelihoods``,
+    ``_auto_training_importance_samples`` and ``_auto_batch_size``.
+
+    Returns
+    -------
+    settings : Settings
+    """
+    est, owner = estimator, type(estimator).__name__
+    n_samples, n_features = shape
+    if incremental and not isinstance(est.early_stopping, str) and est.early_stopping:
+        raise ValueError("partial_fit does not support early_stopping=True.")
+    training = dict(
+        max_epochs=1 if incremental else est.max_iter,
+        batch_size=_batch_size(est, n_samples),
+        learning_rate_init=est.learning_rate_init,
+        adaptive=est.learning_rate == "adaptive",
+        early_stopping=False if incremental else _early_stopping(est, n_samples),
+        validation_fraction=est.validation_fraction,
+        n_iter_no_change=est.n_iter_no_change,
+        tol=est.tol,
+        beta=est.beta,
+        n_draws=_resolved(est.n_training_importance_samples, est._auto_training_importance_samples),
+        ema_decay=est.ema_decay,
+        training_noise=est.training_noise,
+        verbose=est.verbose,
+        callbacks=check_callbacks(est.callbacks, owner),
+        incremental=incremental,
+    )
+    if not fresh:
+        return Settings((), {}, training)
+    likelihood = _resolved(est.likelihood, est._auto_likelihoods[0])
+    support = LIKELIHOODS[likelihood].support
+    plain = table is None or table.plain
+    if not plain:
+        _check_table_settings(likelihood, support, est.bounds)
+    low, high = bounds_arrays(est.bounds, n_features, owner, likelihood)
+    model = dict(
+        hidden_layer_sizes=hidden_sizes(est.hidden_layer_sizes, owner),
+        low=low,
+        high=high,
+        power=_power_transform(est, likelihood, support),
+    )
+    # 'auto' trains each of _auto_likelihoods (all of real values) and keeps the one that
+    # scores the held-out rows best; a table with categorical or integer columns keeps the
+    # first: its integers' interval masses and spikes need the mixture's shapes, and its
+    # fits are the slowest to double.
+    auto = est.likelihood == "auto" and training["early_stopping"] and plain
+    return Settings(est._auto_likelihoods if auto else (likelihood,), model, training)
+
+
+def check_scoring_parameters(estimator):
+    """Check the parameters read at scoring time (``_scoring_parameters``): set_params may change them after fit."""
+    names = estimator._scoring_parameters
+    validate_parameter_constraints(
+        {name: estimator._parameter_constraints[name] for name in names},
+        {name: getattr(estimator, name) for name in names},
+        caller_name=type(estimator).__name__,
+    )
+
+
+def _resolved(value, auto):
+    return auto if isinstance(value, str) and value == "auto" else value
+
+
+def _batch_size(est, n_samples):
+    if est.batch_size == "auto":
+        return est._auto_batch_size(n_samples)
+    if est.batch_size > n_samples:
+        # scikit-learn's MLP words it so.
+        warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", UserWarning)
+    return min(est.batch_size, n_samples)
+
+
+def _early_stopping(est, n_samples):
+    """``early_stopping`` resolved: 'auto' is on when the held-out part has enough rows."""
+    if isinstance(est.early_stopping, str):
+        return n_samples * est.validation_fraction >= _MIN_VALIDATION_ROWS
+    if est.early_stopping and n_samples - math.ceil(n_samples * est.validation_fraction) < 1:
+        raise ValueError(
+            f"early_stopping=True holds out validation_fraction={est.validation_fraction} "
+            f"of the {n_samples} rows, which leaves none to train on; pass more rows, "
+            "lower validation_fraction or set early_stopping=False."
+        )
+    return bool(est.early_stopping)
+
+
+def _power_transform(est, likelihood, support):
+    """``power_transform`` resolved: 'auto' is on for real-valued, unbounded data."""
+    if isinstance(est.power_transform, str):
+        return support == "real" and est.bounds is None
+    power = bool(est.power_transform)
+    if power and support != "real":
+        raise ValueError(
+            "power_transform=True requires a likelihood of real values ('gaussian' or "
+            f"'gaussian_mixture'), got likelihood={likelihood!r}; set "
+            "power_transform='auto' or False."
+        )
+    return power
+
+
+def _check_table_settings(likelihood, support, bounds):
+    """Refuse settings that a table of categorical or integer columns cannot take."""
+    if support != "real":
+        raise ValueError(
+            "A table with categorical or integer columns needs a likelihood of real values for its "
+            f"numeric columns ('auto', 'gaussian' or 'gaussian_mixture'), got likelihood={likelihood!r}."
+        )
+    if bounds is not None:
+        raise ValueError(
+            "bounds applies to tables of real columns only; this one has categorical or integer "
+            "columns. Set bounds=None (integer columns are modelled as integers)."
+        )

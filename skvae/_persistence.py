@@ -42,9 +42,10 @@ _ESTIMATORS = {}
 def register(cls):
     """Class decorator: let ``load`` build ``cls``.
 
-    ``cls`` has a ``net_`` when fitted, and ``_saved_attributes``: its fitted
-    attributes that ``save`` writes, each mapped to its kind, which ``load``
-    checks: ``"count"`` (an int >= 0), ``"positive"`` (an int >= 1),
+    ``cls`` has a ``net_`` when fitted (set by ``_set_net``, with the fitted
+    attributes read off the model), and ``_saved_attributes``: its other
+    fitted attributes, which ``save`` writes, each mapped to its kind, which
+    ``load`` checks: ``"count"`` (an int >= 0), ``"positive"`` (an int >= 1),
     ``"number"`` (a finite float), ``"missing_indicator"`` (a
     ``MissingIndicator``, saved by its features) or ``"any"``.
     """
@@ -135,7 +136,7 @@ def load(path, *, device="cpu"):
     attributes = _decode(_parse_json(metadata, "attributes"))
     _check_attributes(attributes, type(estimator)._saved_attributes)
     vars(estimator).update(attributes)
-    estimator.net_ = _rebuild_net(_parse_json(metadata, "module"), tensors, estimator)
+    estimator._set_net(_rebuild_net(_parse_json(metadata, "module"), tensors, estimator))
     return estimator
 
 

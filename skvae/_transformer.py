@@ -8,10 +8,7 @@ from . import _inference
 from ._base import _BaseVAE
 from ._docstrings import compose
 from ._module import MAX_LATENT_LOC
-from ._params import constraints, make_init, parameters
 from ._persistence import register
-
-_PARAMETERS = parameters()
 
 
 @register
@@ -56,18 +53,15 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
     >>> vt.inverse_transform(vt.transform(X[:3])).shape
     (3, 5)
     """,
-        _PARAMETERS,
+        _BaseVAE._parameters,
     )
-
-    _parameter_constraints = constraints(_PARAMETERS)
-    __init__ = make_init(_PARAMETERS)
 
     def transform(self, X):
         """Map X to the posterior mean of z, shape (n_samples, n_components).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or DataFrame of shape (n_samples, n_features)
             Rows to encode (in the space of the training data).
 
         Returns
