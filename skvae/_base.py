@@ -52,7 +52,7 @@ class _BaseVAE:
         "validation_scores_": "any",
         "best_validation_score_": "any",
         "_seed": "count",
-        "_table": "any",
+        "_table": "table_schema",
     }
     # What likelihood='auto' means: the first, or, when fit holds out
     # validation rows, the one whose trained model scores them best.
@@ -445,13 +445,12 @@ class _BaseVAE:
     def _read_table(self, X, *, reset, ensure_all_finite="allow-nan", copy=False):
         """X as float rows: a mixed table's codes (``_tabular``), or ``validate_data``'s array.
 
-        At fit (``reset``) the table's schema is inferred and kept in
+        At fit (``reset``) the table's ``TableSchema`` is inferred and kept in
         ``_table``: None for an array without ``categorical_features``, whose
         path is unchanged.
         """
         if reset:
-            table = TableSchema.infer(X, self.categorical_features, type(self).__name__)
-            self._table = None if table is None else table.to_dict()
+            self._table = TableSchema.infer(X, self.categorical_features, type(self).__name__)
         table = self._schema()
         if table is None or table.plain:
             return validate_data(
@@ -466,8 +465,7 @@ class _BaseVAE:
 
     def _schema(self):
         """The fitted table's ``TableSchema``, or None (fitted on an array without categories)."""
-        table = getattr(self, "_table", None)
-        return None if table is None else TableSchema(**table)
+        return getattr(self, "_table", None)
 
     def _model_table(self):
         """The schema of the columns the model reads (a subclass may drop some)."""
