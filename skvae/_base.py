@@ -5,13 +5,12 @@ import warnings
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import _inference
 from ._data import (
     bounds_arrays,
     check_callbacks,
-    check_in_range,
     check_n_samples,
     check_observed,
     check_support,
@@ -22,15 +21,16 @@ from ._data import (
 from ._engine import TrainingOptions, build_net, resolve_device, summarize, train
 from ._likelihoods import LIKELIHOODS
 from ._persistence import save_estimator
-from ._sklearn_compat import _check_feature_names, _check_n_features, _fit_context, validate_parameter_constraints
-from ._tabular import INTEGER, REAL, TableSchema, frequent_values
+from ._sklearn_compat import _fit_context, validate_parameter_constraints
+from ._tabular import INTEGER, REAL, frequent_values
 from ._threads import threads_for_fit
+from ._validation import _ReadsRows
 
 # Early stopping with early_stopping='auto' needs this many held-out rows.
 _MIN_VALIDATION_ROWS = 20
 
 
-class _BaseVAE:
+class _BaseVAE(_ReadsRows):
     """Shared fit, scoring and sampling of the skvae estimators.
 
     A mixin listed first among an estimator's bases, so that its ``score``
@@ -139,7 +139,7 @@ class _BaseVAE:
             IWAE or ELBO estimate of log p(x) per row (see ``bound``); higher
             means more likely.
         """
-        return self._log_density(self._validate_fitted(X))
+        return self._log_density(self._validate_input(X, reset=False))
 
     def score(self, X, y=None):
         """Mean log-density of X, in nats per sample (higher is better).
@@ -238,15 +238,13 @@ class _BaseVAE:
         return self
 
     def _fit_checked(self, X, *, incremental, fresh, threads=None):
-        X = self._validate_rows(X, reset=fresh)
+        X = self._validate_input(X, reset=fresh)
         if incremental and _is_true(self.early_stopping):
             raise ValueError("partial_fit does not support early_stopping=True.")
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         missing = check_observed(X) if fresh else has_missing(X)
         if fresh:
             self._seed = seed
-        else:
-            self._check_fitted_data(X)
         options = self._training_options(len(X), incremental=incremental, seed=seed, missing=missing)
         options = options._replace(threads=threads)
         candidates = self._candidate_likelihoods(options.early_stopping) if fresh else [None]
@@ -437,57 +435,6 @@ class _BaseVAE:
     def _kl_penalty(self):
         """Weight of KL(q(z|x) || p(z)) subtracted from the scores: none but the outlier detector's."""
         return 0.0
-
-    def _validate_rows(self, X, *, reset):
-        """X as the model takes it: float rows, NaN where an entry is missing."""
-        return self._read_table(X, reset=reset)
-
-    def _read_table(self, X, *, reset, ensure_all_finite="allow-nan", copy=False):
-        """X as float rows: a mixed table's codes (``_tabular``), or ``validate_data``'s array.
-
-        At fit (``reset``) the table's ``TableSchema`` is inferred and kept in
-        ``_table``: None for an array without ``categorical_features``, whose
-        path is unchanged.
-        """
-        if reset:
-            self._table = TableSchema.infer(X, self.categorical_features, type(self).__name__)
-        table = self._schema()
-        if table is None or table.plain:
-            return validate_data(
-                self, X, dtype=[np.float64, np.float32], ensure_all_finite=ensure_all_finite, reset=reset, copy=copy
-            )
-        _check_feature_names(self, X, reset=reset)
-        _check_n_features(self, X, reset=reset)
-        codes = table.encode(
-            X, handle_unknown="error" if reset else self.handle_unknown, where="fit" if reset else "transform"
-        )
-        return check_array(codes, dtype=np.float64, ensure_all_finite="allow-nan")
-
-    def _schema(self):
-        """The fitted table's ``TableSchema``, or None (fitted on an array without categories)."""
-        return getattr(self, "_table", None)
-
-    def _model_table(self):
-        """The schema of the columns the model reads (a subclass may drop some)."""
-        return self._schema()
-
-    def _as_table(self, codes, index=None):
-        """Model output (codes) as the user's table: a DataFrame when fitted on one, else the array."""
-        table = self._model_table()
-        return codes if table is None else table.decode(codes, index)
-
-    def _validate_fitted(self, X):
-        check_is_fitted(self)
-        X = self._validate_rows(X, reset=False)
-        self._check_fitted_data(X)
-        return X
-
-    def _check_fitted_data(self, X):
-        """Checks of X against the fitted model: its support, and a range it can score."""
-        module = self.net_.module_
-        likelihood = module.arguments["likelihood"]
-        check_support(X, likelihood, LIKELIHOODS[likelihood].support, *module.data_map.bounds())
-        check_in_range(module, X, self.net_.device)
 
 
 def _check_table_settings(likelihood, support, bounds):

@@ -145,10 +145,7 @@ indicator_ : MissingIndicator or None
             ``keep_empty_features``), and the indicator columns follow with
             ``add_indicator``.
         """
-        check_is_fitted(self)
-        X_all = self._as_nan(self._validated_input(X, reset=False))
-        X_kept = X_all[:, self._kept]
-        self._check_fitted_data(X_kept)
+        X_all, X_kept = self._validate_input(X, reset=False, all_columns=True)
         filled = _inference.impute(
             self.net_.module_, X_kept, n_draws=self.n_importance_samples, seed=self._seed,
             device=self.net_.device, sample=self.sample_posterior,
@@ -213,9 +210,11 @@ indicator_ : MissingIndicator or None
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    def _validate_rows(self, X, *, reset):
-        """The features the VAE models (those observed at fit), NaN where missing."""
-        X = self._as_nan(self._validated_input(X, reset=reset))
+    def _input_options(self):
+        return {"missing_values": self.missing_values, "copy": True}
+
+    def _model_rows(self, X, *, reset):
+        """The features the VAE models (those observed at fit); at fit, ``_kept`` and the indicator."""
         if reset:
             self._kept = ~np.all(np.isnan(X), axis=0) if len(X) else np.ones(X.shape[1], dtype=bool)
             self.indicator_ = (
@@ -223,27 +222,10 @@ indicator_ : MissingIndicator or None
             )
         return X[:, self._kept]
 
-    def _validated_input(self, X, *, reset):
-        allow_nan = "allow-nan" if _is_nan(self.missing_values) else True
-        X = self._read_table(X, reset=reset, ensure_all_finite=allow_nan, copy=True)
-        table = self._schema()
-        if table is not None and not table.plain and not _is_nan(self.missing_values):
-            raise ValueError(
-                "A table with categorical or integer columns marks its missing entries as pandas "
-                f"does (NaN, None, pd.NA); set missing_values=np.nan, got {self.missing_values!r}."
-            )
-        return X
-
     def _model_table(self):
         """The schema of the features the model reads: those observed at fit."""
         table = self._schema()
         return None if table is None else table.subset(self._kept)
-
-    def _as_nan(self, X):
-        """X with every entry equal to ``missing_values`` set to NaN (in place)."""
-        if not _is_nan(self.missing_values):
-            X[X == self.missing_values] = np.nan
-        return X
 
 
 def _is_nan(value):

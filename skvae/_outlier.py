@@ -231,7 +231,7 @@ reference_ : ndarray of shape (n_reference, n_features)
             In nats; the lower, the more abnormal; negative values are
             outliers.
         """
-        return self._comparable_scores(self._validate_fitted(X)) - self.offset_
+        return self._comparable_scores(self._validate_input(X, reset=False)) - self.offset_
 
     def predict(self, X):
         """Whether each row is an inlier (+1) or an outlier (-1).

@@ -138,3 +138,27 @@ def test_a_detector_file_without_the_calibration_loads_and_scores_the_same(tmp_p
     loaded = load(path)
     assert loaded._calibration_ is None
     np.testing.assert_array_equal(loaded.decision_function(X), od.decision_function(X))
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit", "score_samples", "score", "transform", "decision_function"])
+def test_every_public_method_reads_x_through_the_one_entry_point(method, monkeypatch):
+    from skvae import VAEImputer, VAETransformer
+    from skvae._validation import _ReadsRows
+
+    Estimator = {"transform": VAETransformer, "decision_function": VAEOutlierDetector}.get(method, VAEDensityEstimator)
+    X = _with_holes(60)
+    est = Estimator(**FAST).fit(X)
+    calls = []
+    original = _ReadsRows._validate_input
+
+    def counted(self, X, **kwargs):
+        calls.append(kwargs)
+        return original(self, X, **kwargs)
+
+    monkeypatch.setattr(_ReadsRows, "_validate_input", counted)
+    getattr(est, method)(X)
+    assert calls and calls[0]["reset"] == (method == "fit")
+    imputer = VAEImputer(**FAST).fit(X)
+    calls.clear()
+    imputer.transform(X)
+    assert calls == [{"reset": False, "all_columns": True}]

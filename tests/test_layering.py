@@ -14,7 +14,7 @@ LAYERS = [
     {"_likelihoods", "_layout"},
     {"_module", "_data"},
     {"_engine", "_params"},
-    {"_inference", "_persistence", "_docstrings"},
+    {"_inference", "_persistence", "_docstrings", "_validation"},
     {"_base"},
     {"_density", "_transformer", "_outlier", "_impute"},
     {"__init__", "_demo"},
