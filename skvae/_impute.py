@@ -1,8 +1,5 @@
 """VAEImputer: missing values filled from a VAE trained on the observed entries (MIWAE)."""
 
-import math
-from numbers import Real
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import MissingIndicator
@@ -13,7 +10,7 @@ from ._base import _BaseVAE
 from ._docstrings import compose
 from ._params import Parameter, constraints, make_init, parameters
 from ._persistence import register
-from ._sklearn_compat import MissingValues, _check_feature_names_in
+from ._sklearn_compat import MissingValues, _check_feature_names_in, is_scalar_nan
 
 _OWN = [
     Parameter("missing_values", np.nan, [MissingValues(numeric_only=True)], "int, float or np.nan", """\
@@ -206,7 +203,7 @@ indicator_ : MissingIndicator or None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = _is_nan(self.missing_values)
+        tags.input_tags.allow_nan = is_scalar_nan(self.missing_values)
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
@@ -226,7 +223,3 @@ indicator_ : MissingIndicator or None
         """The schema of the features the model reads: those observed at fit."""
         table = self._schema()
         return None if table is None else table.subset(self._kept)
-
-
-def _is_nan(value):
-    return isinstance(value, Real) and math.isnan(value)
