@@ -11,14 +11,14 @@ from ._likelihoods import LIKELIHOODS
 from ._net import build_net
 from ._params import check_scoring_parameters, check_settings, constraints, parameters
 from ._persistence import save_estimator
-from ._reading import _ReadingMixin
 from ._sklearn_compat import _fit_context
 from ._tabular import INTEGER, REAL, frequent_values
 from ._threads import threads_for_fit
 from ._torch_utils import resolve_device
+from ._validation import _ReadsRows
 
 
-class _BaseVAE(_ReadingMixin):
+class _BaseVAE(_ReadsRows):
     """Shared fit, scoring and sampling of the skvae estimators.
 
     A mixin listed first among an estimator's bases, so that its ``score``
@@ -47,7 +47,7 @@ class _BaseVAE(_ReadingMixin):
         "validation_scores_": "any",
         "best_validation_score_": "any",
         "_seed": "count",
-        "_table": "any",
+        "_table": "table_schema",
     }
     # What likelihood='auto' means: the first, or, when fit holds out
     # validation rows, the one whose trained model scores them best.
@@ -200,7 +200,7 @@ class _BaseVAE(_ReadingMixin):
             IWAE or ELBO estimate of log p(x) per row (see ``bound``); higher
             means more likely.
         """
-        return self._log_density(self._validate_fitted(X))
+        return self._log_density(self._validate_input(X, reset=False))
 
     def score(self, X, y=None):
         """Mean log-density of X, in nats per sample (higher is better).
@@ -300,14 +300,12 @@ class _BaseVAE(_ReadingMixin):
         return self
 
     def _fit_checked(self, X, *, incremental, fresh, threads=None):
-        X = self._validate_rows(X, reset=fresh)
+        X = self._validate_input(X, reset=fresh)
         settings = check_settings(self, X.shape, incremental=incremental, fresh=fresh, table=self._model_table())
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         missing = check_observed(X) if fresh else has_missing(X)
         if fresh:
             self._seed = seed
-        else:
-            self._check_fitted_data(X)
         options = TrainingOptions(**settings.training, seed=seed, missing=missing, threads=threads)
         candidates = settings.likelihoods or [None]
         best = failure = None

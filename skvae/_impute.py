@@ -1,8 +1,5 @@
 """VAEImputer: missing values filled from a VAE trained on the observed entries (MIWAE)."""
 
-import math
-from numbers import Real
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import MissingIndicator
@@ -13,7 +10,7 @@ from ._base import _BaseVAE
 from ._docstrings import compose
 from ._params import Parameter, constraints, parameters, shared_arguments
 from ._persistence import register
-from ._sklearn_compat import MissingValues, _check_feature_names_in
+from ._sklearn_compat import MissingValues, _check_feature_names_in, is_scalar_nan
 
 _OWN = [
     Parameter("missing_values", np.nan, [MissingValues(numeric_only=True)], "int, float or np.nan", """\
@@ -166,10 +163,7 @@ indicator_ : MissingIndicator or None
             ``keep_empty_features``), and the indicator columns follow with
             ``add_indicator``.
         """
-        check_is_fitted(self)
-        X_all = self._as_nan(self._validated_input(X, reset=False))
-        X_kept = X_all[:, self._kept]
-        self._check_fitted_data(X_kept)
+        X_all, X_kept = self._validate_input(X, reset=False, all_columns=True)
         filled = _inference.impute(
             self.net_.module_, X_kept, n_draws=self.n_importance_samples, seed=self._seed,
             device=self.net_.device, sample=self.sample_posterior,
@@ -230,13 +224,15 @@ indicator_ : MissingIndicator or None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = _is_nan(self.missing_values)
+        tags.input_tags.allow_nan = is_scalar_nan(self.missing_values)
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    def _validate_rows(self, X, *, reset):
-        """The features the VAE models (those observed at fit), NaN where missing."""
-        X = self._as_nan(self._validated_input(X, reset=reset))
+    def _input_options(self):
+        return {"missing_values": self.missing_values, "copy": True}
+
+    def _model_rows(self, X, *, reset):
+        """The features the VAE models (those observed at fit); at fit, ``_kept`` and the indicator."""
         if reset:
             self._kept = ~np.all(np.isnan(X), axis=0) if len(X) else np.ones(X.shape[1], dtype=bool)
             self.indicator_ = (
@@ -244,28 +240,7 @@ indicator_ : MissingIndicator or None
             )
         return X[:, self._kept]
 
-    def _validated_input(self, X, *, reset):
-        allow_nan = "allow-nan" if _is_nan(self.missing_values) else True
-        X = self._read_table(X, reset=reset, ensure_all_finite=allow_nan, copy=True)
-        table = self._schema()
-        if table is not None and not table.plain and not _is_nan(self.missing_values):
-            raise ValueError(
-                "A table with categorical or integer columns marks its missing entries as pandas "
-                f"does (NaN, None, pd.NA); set missing_values=np.nan, got {self.missing_values!r}."
-            )
-        return X
-
     def _model_table(self):
         """The schema of the features the model reads: those observed at fit."""
         table = self._schema()
         return None if table is None else table.subset(self._kept)
-
-    def _as_nan(self, X):
-        """X with every entry equal to ``missing_values`` set to NaN (in place)."""
-        if not _is_nan(self.missing_values):
-            X[X == self.missing_values] = np.nan
-        return X
-
-
-def _is_nan(value):
-    return isinstance(value, Real) and math.isnan(value)

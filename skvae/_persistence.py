@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._net import build_net
 from ._torch_utils import resolve_device
+from ._tabular import TableSchema
 from ._version import __version__
 
 FORMAT = "skvae"
@@ -47,7 +48,10 @@ def register(cls):
     fitted attributes, which ``save`` writes, each mapped to its kind, which
     ``load`` checks: ``"count"`` (an int >= 0), ``"positive"`` (an int >= 1),
     ``"number"`` (a finite float), ``"missing_indicator"`` (a
-    ``MissingIndicator``, saved by its features) or ``"any"``.
+    ``MissingIndicator``, saved by its features), ``"table_schema"`` (a
+    ``TableSchema`` or None, saved by its arguments), ``"any"``, or
+    ``"optional"`` (any value; None when a file lacks it, as files saved
+    before it was added do).
     """
     _ESTIMATORS[cls.__name__] = cls
     return cls
@@ -64,6 +68,8 @@ def save_estimator(estimator, path):
         if kind == "missing_indicator" and attributes.get(name) is not None:
             indicator = attributes[name]
             attributes[name] = {"features": indicator.features_, "n_features": indicator.n_features_in_}
+        elif kind == "table_schema" and attributes.get(name) is not None:
+            attributes[name] = attributes[name].to_dict()
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -143,9 +149,12 @@ def load(path, *, device="cpu"):
 def _check_attributes(attributes, kinds):
     """Refuse unknown, missing or mistyped fitted attributes."""
     _check_known(set(attributes), set(kinds), "fitted attributes")
-    missing = set(kinds) - set(attributes) - {"feature_names_in_"}
+    optional = {name for name, kind in kinds.items() if kind == "optional"}
+    missing = set(kinds) - set(attributes) - {"feature_names_in_"} - optional
     if missing:
         raise ValueError(f"The model file lacks the fitted attributes {sorted(missing)}.")
+    for name in optional - set(attributes):
+        attributes[name] = None
     for name, value in attributes.items():
         kind = kinds[name]
         if kind in ("count", "positive"):
@@ -156,6 +165,8 @@ def _check_attributes(attributes, kinds):
             raise ValueError(f"The model file's {name} is {value!r}, not a finite number.")
         elif kind == "missing_indicator" and value is not None:
             attributes[name] = _missing_indicator(name, value)
+        elif kind == "table_schema" and value is not None:
+            attributes[name] = _table_schema(name, value)
 
 
 def _missing_indicator(name, saved):
@@ -167,6 +178,14 @@ def _missing_indicator(name, saved):
     except (KeyError, TypeError, ValueError, IndexError):
         raise ValueError(f"The model file's {name} is {saved!r}, not a missing-value indicator.") from None
     return MissingIndicator(error_on_new=False).fit(row)
+
+
+def _table_schema(name, saved):
+    """The ``TableSchema`` of its saved arguments (``TableSchema.to_dict``)."""
+    try:
+        return TableSchema(**saved)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"The model file's {name} is not a table schema: {exc}") from None
 
 
 def _read(path):

@@ -7,6 +7,7 @@ scikit-learn is mended in one file.
 
 from sklearn.base import _fit_context
 from sklearn.utils.validation import _check_feature_names, _check_feature_names_in, _check_n_features
+from sklearn.utils._missing import is_scalar_nan
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
@@ -24,5 +25,6 @@ __all__ = [
     "_check_feature_names_in",
     "_check_n_features",
     "_fit_context",
+    "is_scalar_nan",
     "validate_parameter_constraints",
 ]

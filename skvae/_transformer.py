@@ -69,7 +69,7 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
         Z : ndarray of shape (n_samples, n_components)
             Posterior means E[z|x], of X's float dtype.
         """
-        X = self._validate_fitted(X)
+        X = self._validate_input(X, reset=False)
         Z = _inference.posterior_mean(self.net_.module_, X, device=self.net_.device)
         return Z.astype(X.dtype, copy=False)
 
