@@ -152,7 +152,7 @@ indicator_ : MissingIndicator or None
 
         Parameters
         ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
+        X : {array-like, DataFrame} of shape (n_samples, n_features)
             Rows with missing entries (``missing_values``).
 
         Returns
