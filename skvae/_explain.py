@@ -91,18 +91,6 @@ class _ExplainsRows:
             NaN where the entry is missing. A DataFrame (X's index and
             columns) for a DataFrame; for a dask array, a dask array scored
             block by block (X's row blocks, one block of columns).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skvae import VAEOutlierDetector
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.normal(size=(200, 1)) @ np.ones((1, 3)) + 0.1 * rng.normal(size=(200, 3))
-        >>> od = VAEOutlierDetector(hidden_layer_sizes=(16,), n_components=2, max_iter=20,
-        ...                         random_state=0).fit(X)
-        >>> row = np.array([[0.5, 0.5, -2.0]])  # the third entry breaks the pattern
-        >>> int(np.argmin(od.score_features(row)))
-        2
         """
         if _is_dask_array(X):
             return self._block_wise(X, self.score_features, np.float64)
@@ -133,17 +121,6 @@ class _ExplainsRows:
         A boolean mask, not the -1/+1 of :meth:`predict`: it is what
         ``X.mask(flags)`` and ``np.where`` take, so that flagged entries can
         be set missing and imputed (user guide, "Explaining anomalies").
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skvae import VAEOutlierDetector
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.normal(size=(200, 1)) @ np.ones((1, 3)) + 0.1 * rng.normal(size=(200, 3))
-        >>> od = VAEOutlierDetector(hidden_layer_sizes=(16,), n_components=2, max_iter=20,
-        ...                         contamination=0.01, random_state=0).fit(X)
-        >>> od.predict_cells(np.array([[0.5, 0.5, 9.0]]))
-        array([[False, False,  True]])
         """
         if _is_dask_array(X):
             return self._block_wise(X, self.predict_cells, bool)
@@ -177,21 +154,6 @@ class _ExplainsRows:
             and ``tail_probability`` (the share of the reference rows whose
             score for that column is at most this one). Missing entries are
             never listed.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from skvae import VAEOutlierDetector
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.normal(size=(200, 1)) @ np.ones((1, 3)) + 0.1 * rng.normal(size=(200, 3))
-        >>> od = VAEOutlierDetector(hidden_layer_sizes=(16,), n_components=2, max_iter=20,
-        ...                         random_state=0).fit(X)
-        >>> table = od.explain(np.array([[0.5, 0.5, -3.0]]), n_top=1)
-        >>> table[["row", "rank", "column", "value"]]
-           row  rank column  value
-        0    0     1     x2   -3.0
-        >>> bool(table["expected"][0] > 0), bool(table["tail_probability"][0] < 0.05)
-        (True, True)
         """
         check_is_fitted(self)
         n_top = _check_n_top(n_top)

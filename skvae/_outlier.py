@@ -114,6 +114,31 @@ class VAEOutlierDetector(_BaseVAE, _ExplainsRows, OutlierMixin, BaseEstimator):
     array([ 1, -1])
     >>> bool(od.decision_function(X[-1:])[0] < 0)
     True
+
+    Which entries break the pattern of the rest of their row, and what was
+    expected there:
+
+    >>> Y = rng.normal(size=(200, 1)) @ np.ones((1, 3)) + 0.1 * rng.normal(size=(200, 3))
+    >>> od = VAEOutlierDetector(hidden_layer_sizes=(16,), n_components=2, max_iter=20,
+    ...                         contamination=0.01, random_state=0).fit(Y)
+    >>> rows = np.array([[0.5, 0.5, -3.0], [1.0, np.nan, 1.1]])
+    >>> int(np.argmin(od.score_features(rows)[0]))
+    2
+    >>> od.predict_cells(rows)
+    array([[False, False,  True],
+           [False, False, False]])
+    >>> od.explain(rows, n_top=1)[["row", "rank", "column", "value"]]
+       row  rank column  value
+    0    0     1     x2   -3.0
+    1    1     1     x0    1.0
+
+    Flagged entries set missing and imputed (``X.mask(flags)`` for a DataFrame):
+
+    >>> from skvae import VAEImputer
+    >>> imputer = VAEImputer(max_iter=5, random_state=0).fit(Y)
+    >>> Y_clean = imputer.transform(np.where(od.predict_cells(rows), np.nan, rows))
+    >>> bool(np.isnan(Y_clean).any()), bool(Y_clean[0, 2] > -1)
+    (False, True)
     """,
         _PARAMETERS,
         own_attributes="""\

@@ -2,15 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
-from scipy.stats import multivariate_normal
 from sklearn.exceptions import NotFittedError
 
 from skvae import VAEImputer, VAEOutlierDetector, _inference, load
-from skvae._likelihoods import MIN_SCALE
 from skvae._outlier import _auto_threshold
 from test_density import _ppca_data, _set_exact_posterior
+from test_missing import _fitted_moments, _marginal_log_density
 
 pd = pytest.importorskip("pandas")
 
@@ -83,18 +80,6 @@ def test_the_corrupted_entry_scores_lowest(detector):
     assert (lowest == columns)[swap].mean() > 0.7  # chance: 0.2
 
 
-def _data_space_normal(est):
-    """The marginal N(mean, cov) of a fitted linear-Gaussian VAE in data space (standardisation only)."""
-    module = est.net_.module_
-    with torch.no_grad():
-        W = module.decoder_head.weight.double()
-        s = F.softplus(module.raw_scale.double()) + MIN_SCALE
-        loc, scale = module.data_map.step0_loc.double(), module.data_map.step0_scale.double()
-        mean = (loc + scale * module.decoder_head.bias.double()).numpy()
-        cov = (scale[:, None] * (W @ W.T + torch.diag(s**2)) * scale[None, :]).numpy()
-    return mean, cov
-
-
 def test_scores_of_a_linear_gaussian_model_are_its_exact_conditionals():
     """A linear decoder with Gaussian noise is factor analysis: log p(x_j | rest) has a closed form.
 
@@ -107,13 +92,13 @@ def test_scores_of_a_linear_gaussian_model_are_its_exact_conditionals():
         n_importance_samples=1000, max_iter=3, random_state=0,
     ).fit(X[:300])
     _set_exact_posterior(od)
-    mean, cov = _data_space_normal(od)
+    mean, cov = _fitted_moments(od)
     rows = X[300:340]
     exact = np.empty(rows.shape)
     for j in range(rows.shape[1]):
-        rest = np.delete(np.arange(rows.shape[1]), j)
-        marginal = multivariate_normal(mean[rest], cov[np.ix_(rest, rest)]).logpdf(rows[:, rest])
-        exact[:, j] = multivariate_normal(mean, cov).logpdf(rows) - marginal
+        hidden = rows.copy()
+        hidden[:, j] = np.nan
+        exact[:, j] = _marginal_log_density(rows, mean, cov) - _marginal_log_density(hidden, mean, cov)
     np.testing.assert_allclose(od.score_features(rows), exact, rtol=0, atol=0.05)
 
 
