@@ -9,6 +9,7 @@ from ._base import _BaseVAE
 from ._arrays import STREAM_ELEMENTS
 from ._data import missing_counts
 from ._docstrings import compose
+from ._explain import _ExplainsRows, cell_thresholds, column_scores, log_density
 from ._params import Parameter, constraints, parameters, shared_arguments
 from ._persistence import register
 from ._sklearn_compat import Interval, StrOptions
@@ -53,7 +54,7 @@ _PARAMETERS = parameters(
 
 
 @register
-class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
+class VAEOutlierDetector(_BaseVAE, _ExplainsRows, OutlierMixin, BaseEstimator):
     __doc__ = compose(
         """Unsupervised anomaly detection with a variational autoencoder.
 
@@ -113,6 +114,31 @@ class VAEOutlierDetector(_BaseVAE, OutlierMixin, BaseEstimator):
     array([ 1, -1])
     >>> bool(od.decision_function(X[-1:])[0] < 0)
     True
+
+    Which entries break the pattern of the rest of their row, and what was
+    expected there:
+
+    >>> Y = rng.normal(size=(200, 1)) @ np.ones((1, 3)) + 0.1 * rng.normal(size=(200, 3))
+    >>> od = VAEOutlierDetector(hidden_layer_sizes=(16,), n_components=2, max_iter=20,
+    ...                         contamination=0.01, random_state=0).fit(Y)
+    >>> rows = np.array([[0.5, 0.5, -3.0], [1.0, np.nan, 1.1]])
+    >>> int(np.argmin(od.score_features(rows)[0]))
+    2
+    >>> od.predict_cells(rows)
+    array([[False, False,  True],
+           [False, False, False]])
+    >>> od.explain(rows, n_top=1)[["row", "rank", "column", "value"]]
+       row  rank column  value
+    0    0     1     x2   -3.0
+    1    1     1     x0    1.0
+
+    Flagged entries set missing and imputed (``X.mask(flags)`` for a DataFrame):
+
+    >>> from skvae import VAEImputer
+    >>> imputer = VAEImputer(max_iter=5, random_state=0).fit(Y)
+    >>> Y_clean = imputer.transform(np.where(od.predict_cells(rows), np.nan, rows))
+    >>> bool(np.isnan(Y_clean).any()), bool(Y_clean[0, 2] > -1)
+    (False, True)
     """,
         _PARAMETERS,
         own_attributes="""\
@@ -121,7 +147,16 @@ offset_ : float
     ``score_samples - offset_``, and rows below it are outliers.
 
 reference_ : ndarray of shape (n_reference, n_features)
-    Up to 256 of the most complete training rows (see Notes).""",
+    Up to 256 of the most complete training rows (see Notes).
+
+reference_feature_scores_ : ndarray of shape (n_reference, n_features)
+    ``score_features`` of ``reference_``, NaN where it is missing: the
+    scale of ``explain``'s tail probabilities.
+
+cell_offsets_ : ndarray of shape (n_features,)
+    Per column, the threshold of ``predict_cells`` on ``score_features``,
+    set from ``reference_feature_scores_`` as ``offset_`` is from the
+    training scores (-inf for a column no reference row has).""",
     )
 
     _parameters = _PARAMETERS
@@ -167,6 +202,7 @@ reference_ : ndarray of shape (n_reference, n_features)
 
     _saved_attributes = {
         **_BaseVAE._saved_attributes, "offset_": "number", "reference_": "any", "_calibration_": "optional",
+        "reference_feature_scores_": "any", "cell_offsets_": "any",
     }
 
     def decision_function(self, X):
@@ -221,16 +257,27 @@ reference_ : ndarray of shape (n_reference, n_features)
             np.flatnonzero(counts == last), n_reference - len(sure), replace=False
         )
         self.reference_ = np.asarray(X[np.sort(np.concatenate([sure, ties]))], dtype=np.float64)
+        # The reference rows' scores of each entry given the rest (the density
+        # alone), from which the cells' thresholds are set.
+        full, feature_scores = column_scores(lambda x: log_density(self, x), self.reference_)
+        self.reference_feature_scores_ = feature_scores
+        self.cell_offsets_ = cell_thresholds(feature_scores, self._threshold)
         # The calibration of rows with missing entries, needed here when some
-        # training rows have them; for complete training rows it would cost
-        # (n_features + 1) * 256 scores of rows with holes, about 15 times
-        # the scoring of 2,000 training rows, for rows that may never come.
-        self._calibration_ = (self._scoring_setting(), *self._score_reference()) if counts.any() else None
-        scores = self._comparable_scores(X, counts)
-        if self.contamination != "auto":
-            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        # training rows have them; without kl_penalty its drops are the
+        # reference rows' feature scores (hidden entries drop by 0).
+        if not counts.any():
+            self._calibration_ = None
+        elif self.kl_penalty == 0:
+            self._calibration_ = (self._scoring_setting(), full, _drop_matrix(feature_scores))
         else:
-            self.offset_ = _auto_threshold(scores)
+            self._calibration_ = (self._scoring_setting(), *self._score_reference())
+        self.offset_ = self._threshold(self._comparable_scores(X, counts))
+
+    def _threshold(self, scores):
+        """The threshold below which ``contamination`` puts the low scores (see its description)."""
+        if self.contamination != "auto":
+            return float(np.percentile(scores, 100.0 * self.contamination))
+        return _auto_threshold(scores)
 
     def _comparable_scores(self, X, counts=None):
         """log p(x_obs) of validated rows, those with missing entries put on the complete rows' scale.
@@ -281,19 +328,8 @@ reference_ : ndarray of shape (n_reference, n_features)
 
         A feature a reference row lacks drops by 0 (its score is unchanged).
         """
-        reference = self.reference_
-        n_reference, n_features = reference.shape
-        full = self._log_density(reference)
-        drops = np.zeros((n_features, n_reference))
-        per_chunk = max(1, STREAM_ELEMENTS // reference.size)
-        for start in range(0, n_features, per_chunk):
-            features = np.arange(start, min(start + per_chunk, n_features))
-            hidden = np.repeat(reference[None], len(features), axis=0)
-            hidden[np.arange(len(features)), :, features] = np.nan
-            hidden_scores = self._log_density(hidden.reshape(-1, n_features))
-            drops[features] = full - hidden_scores.reshape(len(features), n_reference)
-        return full, drops
-
+        full, drops = column_scores(self._log_density, self.reference_)
+        return full, _drop_matrix(drops)
 
     _scoring_parameters = (*_BaseVAE._scoring_parameters, "kl_penalty")
 
@@ -304,6 +340,11 @@ reference_ : ndarray of shape (n_reference, n_features)
     def _auto_batch_size(n_samples):
         """``min(128, n_samples)``: see Notes."""
         return min(128, n_samples)
+
+
+def _drop_matrix(drops):
+    """Per-row drops (n_reference, n_features), NaN where missing, as (n_features, n_reference), 0 where missing."""
+    return np.ascontiguousarray(np.where(np.isnan(drops), 0.0, drops).T)
 
 
 def _auto_threshold(scores):
