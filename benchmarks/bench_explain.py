@@ -112,8 +112,10 @@ PyOD's AutoEncoder and the gradient boosting 10 to 30 times slower, and their
 small models gain little from it on an idle machine; skvae sets its own
 threads.
 
-Usage::
+About 11 minutes on 2 shared CPU cores, most of it skvae's fit and
+``score_features`` (n_features + 1 row scores per row). Usage::
 
+    pip install ".[benchmark]" shap   # PyOD and shap, for the optional peers
     PYTHONPATH=. python benchmarks/bench_explain.py --data-dir ../shared/data
     PYTHONPATH=. python benchmarks/bench_explain.py --datasets glass wine adult \\
         --max-rows 1000 --max-test-rows 200 --methods "robust z" skvae
