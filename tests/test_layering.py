@@ -18,7 +18,7 @@ LAYERS = [
     {"_module", "_data", "_rows"},
     {"_net", "_callbacks", "_params"},
     {"_engine", "_inference", "_persistence", "_docstrings"},
-    {"_validation"},
+    {"_validation", "_explain"},
     {"_base"},
     {"_density", "_transformer", "_outlier", "_impute"},
     {"__init__", "_demo"},
