@@ -63,6 +63,33 @@ def cell_thresholds(reference_scores, threshold):
     return thresholds
 
 
+def feature_scales(X, table):
+    """The SD of each numeric column of X over its observed entries; 1 for categorical or constant columns.
+
+    X (validated rows, possibly memory-mapped) is read in blocks of about
+    ``STREAM_ELEMENTS`` elements; the moments are summed in float64 about a
+    first row's values, so that a column far from 0 keeps its digits.
+    """
+    n_features = X.shape[1]
+    per_block = max(1, STREAM_ELEMENTS // max(n_features, 1))
+    shift = np.nanmedian(np.asarray(X[:per_block], dtype=np.float64), axis=0) if len(X) else np.zeros(n_features)
+    shift = np.nan_to_num(shift)
+    count, total, squares = np.zeros(n_features), np.zeros(n_features), np.zeros(n_features)
+    for start in range(0, len(X), per_block):
+        block = np.asarray(X[start : start + per_block], dtype=np.float64) - shift
+        observed = ~np.isnan(block)
+        block = np.where(observed, block, 0.0)
+        count += observed.sum(axis=0)
+        total += block.sum(axis=0)
+        squares += (block**2).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        scales = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    if table is not None and not table.plain:
+        scales[[kind == CATEGORICAL for kind in table.kinds]] = 1.0
+    return np.where(np.isfinite(scales) & (scales > 0), scales, 1.0)
+
+
 class _ExplainsRows:
     """``score_features``, ``explain`` and ``predict_cells`` of ``VAEOutlierDetector``.
 
@@ -130,8 +157,12 @@ class _ExplainsRows:
     def explain(self, X, n_top=3):
         """The entries that make each row anomalous, with the values expected there.
 
-        Lists, for each row, its ``n_top`` lowest-scored observed entries
-        (:meth:`score_features`), lowest first.
+        Lists, for each row, its ``n_top`` lowest-scored observed entries,
+        lowest first, by :meth:`score_features` in units of each column's
+        SD (``score_features + log(feature_scales_)``): a log-density
+        depends on the column's units (a column in grams would score
+        log(1000) nats below the same column in kilograms), a log-probability
+        does not, and the ranking should not either.
 
         Parameters
         ----------
@@ -148,7 +179,10 @@ class _ExplainsRows:
             label for a DataFrame, the position otherwise), ``rank`` (1 for
             the lowest score), ``column`` (X's column name, or ``x0``,
             ``x1``... for an array fitted without names), ``value`` (the
-            entry, a level for a categorical column), ``score`` (nats),
+            entry, a level for a categorical column), ``score`` (the
+            ranking's score, nats: a log-probability for a categorical
+            column, the log-density or mass of the value in units of the
+            column's SD otherwise),
             ``expected`` (E[x_j | the row's other entries]: rounded for an
             integer column, the most probable level for a categorical one)
             and ``tail_probability`` (the share of the reference rows whose
@@ -159,7 +193,10 @@ class _ExplainsRows:
         n_top = _check_n_top(n_top)
         pd = _pandas()
         rows = self._validate_input(X, reset=False)
-        scores = self._feature_scores(rows)
+        log_probs = self._feature_scores(rows)
+        # In units of each column's SD: nats of one column then compare with
+        # those of a column measured in other units (a log-density depends on them).
+        scores = log_probs + np.log(self.feature_scales_)
         n_samples, n_features = scores.shape
         k = min(n_top, n_features)
         order = np.argsort(np.where(np.isnan(scores), np.inf, scores), axis=1, kind="stable")[:, :k]
@@ -176,7 +213,7 @@ class _ExplainsRows:
             "value": self._given_values(X, rows)[i, j],
             "score": scores[i, j],
             "expected": self._expected(rows, i, j),
-            "tail_probability": self._tail_probabilities(scores[i, j], j),
+            "tail_probability": self._tail_probabilities(log_probs[i, j], j),
         })
 
     # -- helpers ---------------------------------------------------------------------

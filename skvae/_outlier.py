@@ -9,7 +9,7 @@ from ._base import _BaseVAE
 from ._arrays import STREAM_ELEMENTS
 from ._data import missing_counts
 from ._docstrings import compose
-from ._explain import _ExplainsRows, cell_thresholds, column_scores, log_density
+from ._explain import _ExplainsRows, cell_thresholds, column_scores, feature_scales, log_density
 from ._params import Parameter, constraints, parameters, shared_arguments
 from ._persistence import register
 from ._sklearn_compat import Interval, StrOptions
@@ -24,7 +24,9 @@ _CONTAMINATION = Parameter(
 How ``offset_`` is set from the training scores. A float in (0, 0.5]:
 the expected share of outliers, as in IsolationForest. ``'auto'``: Otsu's
 split of the scores into the two groups most apart (lowest 1% clipped);
-it flags a sizeable share of clean data too, where a float is better.""",
+it flags a sizeable share of clean data too, where a float is better.
+The cells' thresholds of ``predict_cells`` follow it column by column;
+there ``'auto'`` is Tukey's far-out fence, Q1 - 3 IQR.""",
 )
 
 _KL_PENALTY = Parameter(
@@ -155,8 +157,13 @@ reference_feature_scores_ : ndarray of shape (n_reference, n_features)
 
 cell_offsets_ : ndarray of shape (n_features,)
     Per column, the threshold of ``predict_cells`` on ``score_features``,
-    set from ``reference_feature_scores_`` as ``offset_`` is from the
-    training scores (-inf for a column no reference row has).""",
+    set from ``reference_feature_scores_`` (see ``contamination``; -inf for
+    a column no reference row has).
+
+feature_scales_ : ndarray of shape (n_features,)
+    The SD of each real and integer column over the training rows (1 for
+    categorical columns and constant ones): ``explain`` ranks entries by
+    ``score_features + log(feature_scales_)``, free of the columns' units.""",
     )
 
     _parameters = _PARAMETERS
@@ -202,7 +209,7 @@ cell_offsets_ : ndarray of shape (n_features,)
 
     _saved_attributes = {
         **_BaseVAE._saved_attributes, "offset_": "number", "reference_": "any", "_calibration_": "optional",
-        "reference_feature_scores_": "any", "cell_offsets_": "any",
+        "reference_feature_scores_": "any", "cell_offsets_": "any", "feature_scales_": "any",
     }
 
     def decision_function(self, X):
@@ -261,7 +268,8 @@ cell_offsets_ : ndarray of shape (n_features,)
         # alone), from which the cells' thresholds are set.
         full, feature_scores = column_scores(lambda x: log_density(self, x), self.reference_)
         self.reference_feature_scores_ = feature_scores
-        self.cell_offsets_ = cell_thresholds(feature_scores, self._threshold)
+        self.cell_offsets_ = cell_thresholds(feature_scores, self._cell_threshold)
+        self.feature_scales_ = feature_scales(X, self._schema())
         # The calibration of rows with missing entries, needed here when some
         # training rows have them; without kl_penalty its drops are the
         # reference rows' feature scores (hidden entries drop by 0).
@@ -278,6 +286,20 @@ cell_offsets_ : ndarray of shape (n_features,)
         if self.contamination != "auto":
             return float(np.percentile(scores, 100.0 * self.contamination))
         return _auto_threshold(scores)
+
+    def _cell_threshold(self, scores):
+        """A column's threshold for ``predict_cells``: as ``_threshold`` for a float ``contamination``.
+
+        For ``'auto'``, Tukey's far-out fence below the column's scores,
+        Q1 - 3 IQR: the scores of an entry given the rest have a long lower
+        tail even for clean data (-z^2 / 2 for a Gaussian), which Otsu's
+        split cuts at about a fifth of the cells; the fence flags some 2.6%
+        of Gaussian and 1% of Laplace entries.
+        """
+        if self.contamination != "auto":
+            return self._threshold(scores)
+        q1, q3 = np.percentile(scores, [25, 75])
+        return float(q1 - 3.0 * (q3 - q1))
 
     def _comparable_scores(self, X, counts=None):
         """log p(x_obs) of validated rows, those with missing entries put on the complete rows' scale.

@@ -5,7 +5,6 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from skvae import VAEImputer, VAEOutlierDetector, _inference, load
-from skvae._outlier import _auto_threshold
 from test_density import _ppca_data, _set_exact_posterior
 from test_missing import _fitted_moments, _marginal_log_density
 
@@ -120,7 +119,8 @@ def test_scores_are_stable_across_draws_with_the_default_draws(detector, test_ro
 
 def test_explain_lists_the_lowest_scored_observed_entries(detector, test_rows):
     table = detector.explain(test_rows, n_top=2)
-    scores = detector.score_features(test_rows)
+    log_probs = detector.score_features(test_rows)
+    scores = log_probs + np.log(detector.feature_scales_)
     assert list(table.columns) == ["row", "rank", "column", "value", "score", "expected", "tail_probability"]
     assert len(table) == 2 * len(test_rows) - 1  # the row with one observed entry lists one
     for i, listed in table.groupby("row"):
@@ -133,8 +133,42 @@ def test_explain_lists_the_lowest_scored_observed_entries(detector, test_rows):
     first = table.iloc[0]
     j = int(first["column"][1:])
     reference = detector.reference_feature_scores_[:, j]
-    assert first["tail_probability"] == np.mean(reference[~np.isnan(reference)] <= first["score"])
+    raw = first["score"] - np.log(detector.feature_scales_[j])
+    assert first["tail_probability"] == np.mean(reference[~np.isnan(reference)] <= raw)
     assert len(detector.explain(test_rows, n_top=10)) == int((~np.isnan(test_rows)).sum())
+
+
+def test_explain_ranks_columns_whatever_their_units():
+    # The model standardises each column, so the same data in grams and in
+    # kilograms give the same model; log p(x_j | rest) of the column in grams
+    # is log(1000) lower, and the ranking must not follow it.
+    X = _correlated(600)
+    rows = _correlated(40, seed=5)
+    rows[np.arange(40), np.arange(40) % 5] += 2.5
+    kilograms = VAEOutlierDetector(**FAST).fit(X)
+    grams = VAEOutlierDetector(**FAST).fit(X * [1000.0, 1, 1, 1, 1])
+    np.testing.assert_allclose(grams.feature_scales_, kilograms.feature_scales_ * [1000.0, 1, 1, 1, 1], rtol=1e-9)
+    np.testing.assert_allclose(kilograms.feature_scales_, np.std(X, axis=0), rtol=1e-12)
+    raw = grams.score_features(rows * [1000.0, 1, 1, 1, 1])
+    np.testing.assert_allclose(raw[:, 0], kilograms.score_features(rows)[:, 0] - np.log(1000.0), atol=1e-3)
+    first_in_kilograms = kilograms.explain(rows, n_top=1)
+    first_in_grams = grams.explain(rows * [1000.0, 1, 1, 1, 1], n_top=1)
+    assert list(first_in_grams["column"]) == list(first_in_kilograms["column"])
+    np.testing.assert_allclose(first_in_grams["score"], first_in_kilograms["score"], atol=1e-3)
+
+
+def test_feature_scales_are_the_training_sds_of_numeric_columns(monkeypatch):
+    from skvae import _explain
+
+    table = _mixed_table(300)
+    table.loc[::7, "r"] = np.nan
+    table["r"] += 1e6  # far from 0: the moments must keep their digits
+    # Blocks of 40 rows: the sums must carry over between blocks.
+    monkeypatch.setattr(_explain, "STREAM_ELEMENTS", 40 * table.shape[1])
+    fitted = VAEOutlierDetector(**FAST).fit(table)
+    names = list(table.columns)
+    expected = [1.0 if str(table[c].dtype) == "category" else np.nanstd(table[c].to_numpy(float)) for c in names]
+    np.testing.assert_allclose(fitted.feature_scales_, expected, rtol=1e-9)
 
 
 def test_explain_expects_the_conditional_mean(detector):
@@ -221,8 +255,17 @@ def test_cell_offsets_follow_contamination(detector):
     assert detector.cell_offsets_.shape == (5,)
     np.testing.assert_array_equal(detector.cell_offsets_, np.percentile(reference, 1.0, axis=0))
     auto = VAEOutlierDetector(**FAST).fit(_correlated(600))
-    np.testing.assert_array_equal(auto.cell_offsets_, [_auto_threshold(c) for c in auto.reference_feature_scores_.T])
     np.testing.assert_array_equal(auto.reference_feature_scores_, reference)
+    # 'auto': Tukey's far-out fence, Q1 - 3 IQR, of each column's reference scores.
+    q1, q3 = np.percentile(reference, [25, 75], axis=0)
+    np.testing.assert_allclose(auto.cell_offsets_, q1 - 3 * (q3 - q1), rtol=0, atol=1e-12)
+
+
+def test_auto_cell_flags_are_rare_on_clean_rows():
+    # The scores of clean entries have a long lower tail (-z^2 / 2): a split into
+    # two groups (Otsu's, as for rows) would flag about a fifth of the cells.
+    auto = VAEOutlierDetector(**FAST).fit(_correlated(600))
+    assert auto.predict_cells(_correlated(400, seed=7)).mean() < 0.04
 
 
 def test_reference_feature_scores_are_those_of_the_reference_rows(detector):
