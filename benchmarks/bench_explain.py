@@ -68,16 +68,14 @@ more anomalous; missing cells get none) and a boolean flag:
   column is its reconstruction error |x_j - x^_j| on PyOD's own standardised
   scale. Skipped when PyOD is not installed.
 - ``skvae``: ``VAEOutlierDetector(random_state=seed)``; the score is minus
-  ``score_features`` (nats); the flags are its own cell flags, those of
-  ``predict_cells``: the score below the column's ``cell_offsets_``, set in
-  fit from the training rows (read from the scores already computed, since
-  ``predict_cells`` would compute them again).
-- ``skvae (z)``: the same fitted detector and scores, each column's score
-  standardised against the detector's own reference rows
-  (``reference_feature_scores_``: median and robust scale as above), so that
-  columns whose values are spread thin (many levels, wide ranges: low log
-  p for every value) do not always rank first; the same flags as skvae. It
-  shares skvae's fit and scores: its times are the rescaling alone.
+  ``score_features`` in units of each column's SD, as ``explain`` ranks
+  (``score_features + log(feature_scales_)``; the same as ``score_features``
+  on the standardised suite, not on adult); the flags are its own cell
+  flags, those of ``predict_cells``: the score below the column's
+  ``cell_offsets_``, set in fit from the training rows (read from the scores
+  already computed, since ``predict_cells`` would compute them again).
+- ``skvae (raw)``: minus ``score_features`` as it is, in nats of each
+  column's own units; the same flags. It shares skvae's fit and scores.
 
 IF SHAP and PyOD AE read adult through a ``ColumnTransformer``: numbers as
 they are with holes filled by the training median, categories one-hot
@@ -474,28 +472,27 @@ class Skvae:
         log_probs = np.asarray(self.detector_.score_features(X), dtype=float)
         # predict_cells(X) is log_probs < cell_offsets_; calling it would score every row again.
         self.log_probs_ = log_probs
-        return -log_probs, log_probs < self.detector_.cell_offsets_
+        ranked = log_probs + np.log(self.detector_.feature_scales_)  # explain's ranking
+        return -ranked, log_probs < self.detector_.cell_offsets_
 
 
-class SkvaeColumnScaled(_ReferenceFlags):
-    """skvae's scores rescaled per column by its own reference rows; skvae's flags.
+class SkvaeRaw:
+    """skvae's ``score_features`` in each column's own units; skvae's flags.
 
     Shares the fit and the scores of a ``Skvae`` that ran before it.
     """
 
-    name = "skvae (z)"
+    name = "skvae (raw)"
 
     def __init__(self, skvae):
         self.skvae = skvae
 
     def fit(self, train):
-        self._set_reference(-self.skvae.detector_.reference_feature_scores_)
         return self
 
     def explain(self, test):
         log_probs = self.skvae.log_probs_
-        scores = (-log_probs - self.center_) / self.scale_
-        return scores, log_probs < self.skvae.detector_.cell_offsets_
+        return -log_probs, log_probs < self.skvae.detector_.cell_offsets_
 
 
 def _installed(module):
@@ -514,13 +511,13 @@ def methods(seed, names=None):
     if _installed("pyod"):
         found["PyOD AE"] = AutoEncoderErrors(seed)
     found["skvae"] = Skvae(seed)
-    found["skvae (z)"] = SkvaeColumnScaled(found["skvae"])
+    found["skvae (raw)"] = SkvaeRaw(found["skvae"])
     if names is None:
         return found
     unknown = set(names) - set(found)
     if unknown:
         raise ValueError(f"Unknown or unavailable methods {sorted(unknown)}; choose from {sorted(found)}.")
-    if "skvae (z)" in names and "skvae" not in names:
+    if "skvae (raw)" in names and "skvae" not in names:
         names = [*names, "skvae"]
     return {name: found[name] for name in found if name in names}
 
