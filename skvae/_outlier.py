@@ -23,10 +23,9 @@ _CONTAMINATION = Parameter(
     "'auto' or float", """\
 How ``offset_`` is set from the training scores. A float in (0, 0.5]:
 the expected share of outliers, as in IsolationForest. ``'auto'``: Otsu's
-split of the scores into the two groups most apart (lowest 1% clipped);
-it flags a sizeable share of clean data too, where a float is better.
-The cells' thresholds of ``predict_cells`` follow it column by column;
-there ``'auto'`` is Tukey's far-out fence, Q1 - 3 IQR.""",
+split of the scores into the two groups most apart (lowest 1% clipped),
+which flags clean rows too. ``predict_cells`` follows it per column, where
+``'auto'`` is Tukey's far-out fence, Q1 - 3 IQR.""",
 )
 
 _KL_PENALTY = Parameter(
@@ -290,11 +289,9 @@ feature_scales_ : ndarray of shape (n_features,)
     def _cell_threshold(self, scores):
         """A column's threshold for ``predict_cells``: as ``_threshold`` for a float ``contamination``.
 
-        For ``'auto'``, Tukey's far-out fence below the column's scores,
-        Q1 - 3 IQR: the scores of an entry given the rest have a long lower
-        tail even for clean data (-z^2 / 2 for a Gaussian), which Otsu's
-        split cuts at about a fifth of the cells; the fence flags some 2.6%
-        of Gaussian and 1% of Laplace entries.
+        For ``'auto'``, Tukey's far-out fence Q1 - 3 IQR: clean scores have a
+        long lower tail (-z^2 / 2 for a Gaussian), which Otsu's split cuts at
+        a fifth of the cells; the fence flags 2.6% of Gaussian entries.
         """
         if self.contamination != "auto":
             return self._threshold(scores)
