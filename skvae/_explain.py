@@ -67,21 +67,25 @@ def feature_scales(X, table):
     """The SD of each numeric column of X over its observed entries; 1 for categorical or constant columns.
 
     X (validated rows, possibly memory-mapped) is read in blocks of about
-    ``STREAM_ELEMENTS`` elements; the moments are summed in float64 about a
-    first row's values, so that a column far from 0 keeps its digits.
+    ``STREAM_ELEMENTS`` elements; the moments are summed in float64 about the
+    median of the first rows, so that a column far from 0 keeps its digits.
     """
     n_features = X.shape[1]
     per_block = max(1, STREAM_ELEMENTS // max(n_features, 1))
-    shift = np.nanmedian(np.asarray(X[:per_block], dtype=np.float64), axis=0) if len(X) else np.zeros(n_features)
+    shift = np.nanmedian(np.asarray(X[:1024], dtype=np.float64), axis=0) if len(X) else np.zeros(n_features)
     shift = np.nan_to_num(shift)
     count, total, squares = np.zeros(n_features), np.zeros(n_features), np.zeros(n_features)
+    buffer = np.empty((min(per_block, len(X)), n_features))
     for start in range(0, len(X), per_block):
-        block = np.asarray(X[start : start + per_block], dtype=np.float64) - shift
-        observed = ~np.isnan(block)
-        block = np.where(observed, block, 0.0)
-        count += observed.sum(axis=0)
+        # One float64 buffer for every block, changed in place (no temporaries of its size).
+        block = buffer[: min(per_block, len(X) - start)]
+        block[:] = X[start : start + per_block]
+        block -= shift
+        missing = np.isnan(block)
+        block[missing] = 0.0
+        count += len(block) - np.count_nonzero(missing, axis=0)
         total += block.sum(axis=0)
-        squares += (block**2).sum(axis=0)
+        squares += np.einsum("ij,ij->j", block, block)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
         scales = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
