@@ -10,10 +10,11 @@ difference is not noise.
 from numbers import Integral
 
 import numpy as np
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from . import _inference
-from ._arrays import STREAM_ELEMENTS
+from ._arrays import STREAM_ELEMENTS, row_blocks
 from ._params import check_scoring_parameters
 from ._sklearn_compat import _check_feature_names_in
 from ._tabular import CATEGORICAL, is_frame
@@ -67,28 +68,14 @@ def feature_scales(X, table):
     """The SD of each numeric column of X over its observed entries; 1 for categorical or constant columns.
 
     X (validated rows, possibly memory-mapped) is read in blocks of about
-    ``STREAM_ELEMENTS`` elements; the moments are summed in float64 about the
-    median of the first rows, so that a column far from 0 keeps its digits.
+    ``STREAM_ELEMENTS`` elements by scikit-learn's incremental
+    ``StandardScaler``, which leaves missing entries out.
     """
-    n_features = X.shape[1]
-    per_block = max(1, STREAM_ELEMENTS // max(n_features, 1))
-    shift = np.nanmedian(np.asarray(X[:1024], dtype=np.float64), axis=0) if len(X) else np.zeros(n_features)
-    shift = np.nan_to_num(shift)
-    count, total, squares = np.zeros(n_features), np.zeros(n_features), np.zeros(n_features)
-    buffer = np.empty((min(per_block, len(X)), n_features))
-    for start in range(0, len(X), per_block):
-        # One float64 buffer for every block, changed in place (no temporaries of its size).
-        block = buffer[: min(per_block, len(X) - start)]
-        block[:] = X[start : start + per_block]
-        block -= shift
-        missing = np.isnan(block)
-        block[missing] = 0.0
-        count += len(block) - np.count_nonzero(missing, axis=0)
-        total += block.sum(axis=0)
-        squares += np.einsum("ij,ij->j", block, block)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / count
-        scales = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    scaler = StandardScaler()
+    with np.errstate(invalid="ignore"):
+        for block in row_blocks(X, dtype=np.float64):
+            scaler.partial_fit(block)
+    scales = scaler.scale_.copy()
     if table is not None and not table.plain:
         scales[[kind == CATEGORICAL for kind in table.kinds]] = 1.0
     return np.where(np.isfinite(scales) & (scales > 0), scales, 1.0)

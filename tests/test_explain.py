@@ -158,13 +158,13 @@ def test_explain_ranks_columns_whatever_their_units():
 
 
 def test_feature_scales_are_the_training_sds_of_numeric_columns(monkeypatch):
-    from skvae import _explain
+    from skvae import _arrays
 
     table = _mixed_table(300)
     table.loc[::7, "r"] = np.nan
     table["r"] += 1e6  # far from 0: the moments must keep their digits
     # Blocks of 40 rows: the sums must carry over between blocks.
-    monkeypatch.setattr(_explain, "STREAM_ELEMENTS", 40 * table.shape[1])
+    monkeypatch.setattr(_arrays, "STREAM_ELEMENTS", 40 * table.shape[1])
     fitted = VAEOutlierDetector(**FAST).fit(table)
     names = list(table.columns)
     expected = [1.0 if str(table[c].dtype) == "category" else np.nanstd(table[c].to_numpy(float)) for c in names]
