@@ -18,8 +18,12 @@ def observed_log_prob(px, y, mask=None):
 
     ``px`` is an ``Independent`` distribution over rows of a factorised
     decoder, so the observed entries' likelihood is exact. Without a mask,
-    every entry counts.
+    every entry counts. A likelihood with its own ``observed_log_prob``
+    (a mixed table's) computes the sum itself.
     """
+    own = getattr(px.base_dist, "observed_log_prob", None)
+    if own is not None:
+        return own(y, mask)
     if mask is None:
         return px.log_prob(y)
     return torch.where(mask, px.base_dist.log_prob(y), 0.0).sum(-1)

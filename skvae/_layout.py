@@ -94,6 +94,7 @@ class TableLayout(nn.Module):
         self.n_indicators = self.levels.n_entries
         self.width = self.n_numeric + self.n_indicators
         self.n_integer = len(integer_columns)
+        self.n_real = self.n_numeric - self.n_integer
         # Integer columns with frequent values: a block of one logit per value and one for the rest.
         with_spikes = [c for c, j in enumerate(integer_columns) if spikes[j]]
         self.spikes = Blocks([len(spikes[integer_columns[c]]) + 1 for c in with_spikes])
@@ -109,6 +110,7 @@ class TableLayout(nn.Module):
             ("numeric", numeric, torch.long), ("categorical", categorical, torch.long),
             ("integer", [numeric.index(j) for j in integer_columns], torch.long),
             ("real", [kinds[j] == "real" for j in numeric], torch.bool),
+            ("real_index", [c for c, j in enumerate(numeric) if kinds[j] == "real"], torch.long),
             ("spike_block", block_of, torch.long),
         ]:
             self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)

@@ -20,6 +20,8 @@ from torch.distributions import (
     Normal,
 )
 
+from torch.distributions.utils import lazy_property
+
 from ._elementwise import logaddexp, softplus
 
 # Lower bound on the Gaussian decoder's standard deviation, in the model's
@@ -153,11 +155,18 @@ class TableRows(Distribution):
     arg_constraints = {}
 
     def __init__(self, numeric, logits, layout, bins=None):
-        self.numeric, self.layout, self.bins = numeric, layout, bins
-        n_indicators = layout.n_indicators
-        self.log_probs = layout.levels.log_softmax(logits[..., :n_indicators])
-        self.spike_log_probs = layout.spikes.log_softmax(logits[..., n_indicators:])
+        self.numeric, self.logits, self.layout, self.bins = numeric, logits, layout, bins
         super().__init__(batch_shape=logits.shape[:-1] + (layout.width,), validate_args=False)
+
+    @lazy_property
+    def log_probs(self):
+        """Each level's log-probability within its block, shape (..., n_indicators)."""
+        return self.layout.levels.log_softmax(self.logits[..., : self.layout.n_indicators])
+
+    @lazy_property
+    def spike_log_probs(self):
+        """Each frequent value's (and the rest's) log-probability within its block."""
+        return self.layout.spikes.log_softmax(self.logits[..., self.layout.n_indicators :])
 
     def log_prob(self, value):
         layout = self.layout
@@ -168,19 +177,38 @@ class TableRows(Distribution):
             numeric = numeric.index_copy(-1, layout.integer, mass)
         return torch.cat([numeric, value[..., n_numeric:] * self.log_probs], dim=-1)
 
+    def observed_log_prob(self, value, mask=None):
+        """log p(y_obs|z) per row: ``log_prob(value)`` summed over the entries where ``mask`` holds.
+
+        The same sum, one pass per column kind: the real columns' densities,
+        the integer columns' masses, and a categorical column's chosen logit
+        less its block's log-normaliser (no per-level log-probabilities).
+        """
+        layout = self.layout
+        n_numeric = layout.n_numeric
+        numeric_mask = None if mask is None else mask[..., :n_numeric]
+        total = value.new_zeros(torch.broadcast_shapes(self.logits.shape[:-1], value.shape[:-1]))
+        if layout.n_real:
+            real = _columns(self.numeric, layout.real_index, layout.n_integer == 0)
+            log_density = real.log_prob(value[..., :n_numeric].index_select(-1, layout.real_index))
+            total = total + _observed(log_density, numeric_mask, layout.real_index).sum(-1)
+        if layout.n_integer:
+            total = total + _observed(self._integer_log_mass(), numeric_mask, layout.integer).sum(-1)
+        if layout.n_categorical:
+            # A missing categorical entry has no indicator set, so it adds 0.
+            total = total + (value[..., n_numeric:] * self.log_probs).sum(-1)
+        return total
+
     def _integer_log_mass(self):
         """log P(k) of the integer columns, shape (..., n_integer)."""
         low, log_width = self.bins[..., 0], self.bins[..., 2]
-        index = self.layout.integer
-        if isinstance(self.numeric, MixtureSameFamily):
-            normal = self.numeric.component_distribution
-            loc, scale = normal.loc.index_select(-2, index), normal.scale.index_select(-2, index)
-            weights = self.numeric.mixture_distribution.logits.index_select(-2, index)
-            per_component = log_interval_mass(loc, scale, low[..., None], log_width[..., None])
-            mass = torch.logsumexp(weights.log_softmax(-1) + per_component, dim=-1)
+        numeric = _columns(self.numeric, self.layout.integer, self.layout.n_real == 0)
+        if isinstance(numeric, MixtureSameFamily):
+            normal = numeric.component_distribution
+            per_component = log_interval_mass(normal.loc, normal.scale, low[..., None], log_width[..., None])
+            mass = torch.logsumexp(numeric.mixture_distribution.logits.log_softmax(-1) + per_component, dim=-1)
         else:
-            loc, scale = self.numeric.loc.index_select(-1, index), self.numeric.scale.index_select(-1, index)
-            mass = log_interval_mass(loc, scale, low, log_width)
+            mass = log_interval_mass(numeric.loc, numeric.scale, low, log_width)
         if not self.layout.spikes.n_blocks:
             return mass
         return self._with_spikes(mass, self.bins[..., 1])
@@ -189,12 +217,11 @@ class TableRows(Distribution):
         """log(pi_rest * P(interval) + pi_k [k frequent]) for the columns with frequent values."""
         spikes = self.layout.spikes
         block = self.layout.spike_block
-        has = block >= 0
+        has, block = block >= 0, block.clamp(min=0)
         log_probs = self.spike_log_probs
-        start = spikes.offsets[block.clamp(min=0)]
-        rest = log_probs.index_select(-1, spikes.last[block.clamp(min=0)])
+        rest = log_probs.index_select(-1, spikes.last[block])
         batch = torch.broadcast_shapes(log_probs.shape[:-1], found.shape[:-1])
-        at = (start + found.long().clamp(min=0)).expand(*batch, -1)
+        at = (spikes.offsets[block] + found.long().clamp(min=0)).expand(*batch, -1)
         spike = torch.where(found >= 0, log_probs.expand(*batch, -1).gather(-1, at), -torch.inf)
         mixed = logaddexp(rest + mass, spike)
         return torch.where(has, mixed, mass)
@@ -236,6 +263,27 @@ class TableRows(Distribution):
         probs = self.log_probs.exp().expand(*sample_shape, *self.log_probs.shape)
         levels = layout.levels.one_hot(layout.levels.draw(probs, generator), numeric.dtype)
         return layout.to_codes(numeric, levels)
+
+
+def _columns(numeric, index, every):
+    """A Normal or a mixture of Normals (per entry) restricted to the columns ``index`` (all if ``every``)."""
+    if every:
+        return numeric
+    if isinstance(numeric, MixtureSameFamily):
+        normal = numeric.component_distribution
+        return MixtureSameFamily(
+            Categorical(logits=numeric.mixture_distribution.logits.index_select(-2, index), validate_args=False),
+            Normal(normal.loc.index_select(-2, index), normal.scale.index_select(-2, index), validate_args=False),
+            validate_args=False,
+        )
+    return Normal(numeric.loc.index_select(-1, index), numeric.scale.index_select(-1, index), validate_args=False)
+
+
+def _observed(values, mask, index=None):
+    """``values`` where the mask (its columns ``index``) holds, 0 elsewhere; ``values`` without a mask."""
+    if mask is None:
+        return values
+    return torch.where(mask if index is None else mask.index_select(-1, index), values, 0.0)
 
 
 def _pick(table, choice):
