@@ -213,3 +213,17 @@ class TrainingNoise(Callback):
         if self.entries_ is not None:
             noise = noise * self.entries_  # a table's real columns only
         batch[0]["x"] = y + noise
+
+
+class CosineDecay:
+    """Step-size factor of a cosine decay over ``total_steps`` batches: 1 at the start, 0 at the end and after.
+
+    For ``torch.optim.lr_scheduler.LambdaLR``, stepped every batch (a class,
+    not a lambda, so that a fitted net pickles).
+    """
+
+    def __init__(self, total_steps):
+        self.total_steps = max(1, int(total_steps))
+
+    def __call__(self, step):
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))

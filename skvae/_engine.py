@@ -15,6 +15,7 @@ convergence. The net is in ``_net``, skvae's callbacks in ``_callbacks``;
 ``benchmarks/bench_speed.py`` measures the result.
 """
 
+import math
 import warnings
 from copy import deepcopy
 from typing import NamedTuple
@@ -22,10 +23,10 @@ from typing import NamedTuple
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
 from skorch.dataset import ValidSplit
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from ._arrays import is_memory_mapped
-from ._callbacks import LastGoodState, TrainingNoise, WeightAveraging
+from ._callbacks import CosineDecay, LastGoodState, TrainingNoise, WeightAveraging
 from ._rows import ModelSpaceRows, StreamedRows
 from ._skorch_compat import StoppingRule
 from ._torch_utils import derive_seed, seeded_torch
@@ -37,7 +38,7 @@ class TrainingOptions(NamedTuple):
     max_epochs: int
     batch_size: int
     learning_rate_init: float
-    adaptive: bool  # halve the step size when the monitored loss stalls
+    schedule: str  # 'constant', 'adaptive' (halve when the loss stalls) or 'cosine' (decay to 0 over max_epochs)
     early_stopping: bool
     validation_fraction: float
     n_iter_no_change: int
@@ -107,13 +108,20 @@ def configure(net, n_samples, options):
     )
     # Each call starts at the initial step size (the schedule is per call).
     net.set_params(lr=options.learning_rate_init)
-    net.callbacks = _callbacks(net, options)
+    net.callbacks = _callbacks(net, options, _steps_per_epoch(n_samples, options))
     # skorch's PrintLog formats a table every epoch, even when it prints nothing.
     net.callbacks__print_log = PrintLog() if options.verbose else None
     net.initialize_callbacks()
 
 
-def _callbacks(net, options):
+def _steps_per_epoch(n_samples, options):
+    """Training batches an epoch: the rows left after the validation split (``ValidSplit``'s count), in batches."""
+    if options.early_stopping:
+        n_samples -= math.ceil(options.validation_fraction * n_samples)
+    return math.ceil(n_samples / options.batch_size)
+
+
+def _callbacks(net, options, steps_per_epoch):
     """Thread count, divergence guard, stopping rule, step-size schedule, averaging, progress, the user's, noise."""
     monitor = "valid_loss" if options.early_stopping else "train_loss"
     plateau = dict(monitor=monitor, threshold=options.tol, threshold_mode="abs")
@@ -122,11 +130,16 @@ def _callbacks(net, options):
         ("last_good", LastGoodState()),
         ("stopping", StoppingRule(patience=options.n_iter_no_change, load_best=options.early_stopping, **plateau)),
     ]
-    if options.adaptive:
+    if options.schedule == "adaptive":
         # Halve the step size when the monitored loss stalls for a quarter
         # of the stopping patience, so training ends on small steps.
         patience = max(1, options.n_iter_no_change // 4)
         callbacks.append(("lr_schedule", LRScheduler(ReduceLROnPlateau, factor=0.5, patience=patience, **plateau)))
+    elif options.schedule == "cosine" and not options.incremental:
+        # From the initial step size to 0 over this call's max_epochs, every
+        # batch; last_epoch=-1 starts each call anew whatever the history.
+        decay = CosineDecay(options.max_epochs * steps_per_epoch)
+        callbacks.append(("lr_schedule", LRScheduler(LambdaLR, lr_lambda=decay, last_epoch=-1, step_every="batch")))
     if options.ema_decay > 0:
         callbacks.append(("averaging", WeightAveraging(options.ema_decay)))
     if options.verbose:
@@ -155,7 +168,7 @@ def _warn_if_unfinished(net, options, guard):
             "fit with warm_start=True, or partial_fit.",
             UserWarning,
         )
-    elif not options.incremental and not dict(net.callbacks_)["stopping"].stopped_:
+    elif not options.incremental and options.schedule != "cosine" and not dict(net.callbacks_)["stopping"].stopped_:
         warnings.warn(
             f"Stochastic Optimizer: Maximum iterations ({options.max_epochs}) reached and "
             "the optimization hasn't converged yet.",

@@ -94,11 +94,14 @@ or ``min(128, n_samples)`` for the detector. Larger values are clipped."""),
     Parameter("max_iter", 500, _POSITIVE_INT, "int", """\
 Maximum number of epochs: a cap, which the stopping rule usually comes
 before (a ConvergenceWarning says when it does not)."""),
-    Parameter("learning_rate", "adaptive", [StrOptions({"constant", "adaptive"})],
-              "{'constant', 'adaptive'}", """\
-Step-size schedule, as in MLPRegressor: ``'adaptive'`` halves the step
+    Parameter("learning_rate", "adaptive", [StrOptions({"constant", "adaptive", "cosine"})],
+              "{'constant', 'adaptive', 'cosine'}", """\
+Step-size schedule: ``'adaptive'`` (as in MLPRegressor) halves the step
 when the monitored loss has not improved by ``tol`` for
-``max(1, n_iter_no_change // 4)`` epochs; each fit starts anew."""),
+``max(1, n_iter_no_change // 4)`` epochs; ``'cosine'`` decays it to 0
+along a half cosine over ``max_iter`` epochs, batch by batch, so that
+``max_iter`` is a budget (no ConvergenceWarning when it is spent;
+``partial_fit`` keeps ``learning_rate_init``). Each fit starts anew."""),
     Parameter("learning_rate_init", 2e-3, [Interval(Real, 0, None, closed="neither")], "float", """\
 Initial step size of Adam; 2e-3 suits the weight average and the
 adaptive schedule of the density estimator."""),
@@ -208,7 +211,7 @@ def check_settings(estimator, shape, *, incremental, fresh, table):
         max_epochs=1 if incremental else est.max_iter,
         batch_size=_batch_size(est, n_samples),
         learning_rate_init=est.learning_rate_init,
-        adaptive=est.learning_rate == "adaptive",
+        schedule=est.learning_rate,
         early_stopping=False if incremental else _early_stopping(est, n_samples),
         validation_fraction=est.validation_fraction,
         n_iter_no_change=est.n_iter_no_change,
