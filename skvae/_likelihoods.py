@@ -19,7 +19,6 @@ from torch.distributions import (
     MixtureSameFamily,
     Normal,
 )
-
 from torch.distributions.utils import lazy_property
 
 from ._elementwise import logaddexp, softplus
@@ -181,8 +180,8 @@ class TableRows(Distribution):
         """log p(y_obs|z) per row: ``log_prob(value)`` summed over the entries where ``mask`` holds.
 
         The same sum, one pass per column kind: the real columns' densities,
-        the integer columns' masses, and a categorical column's chosen logit
-        less its block's log-normaliser (no per-level log-probabilities).
+        the integer columns' masses, and the categorical levels'
+        log-probabilities picked by their indicators.
         """
         layout = self.layout
         n_numeric = layout.n_numeric
@@ -279,11 +278,11 @@ def _columns(numeric, index, every):
     return Normal(numeric.loc.index_select(-1, index), numeric.scale.index_select(-1, index), validate_args=False)
 
 
-def _observed(values, mask, index=None):
-    """``values`` where the mask (its columns ``index``) holds, 0 elsewhere; ``values`` without a mask."""
+def _observed(values, mask, index):
+    """``values`` where the mask's columns ``index`` hold, 0 elsewhere; ``values`` without a mask."""
     if mask is None:
         return values
-    return torch.where(mask if index is None else mask.index_select(-1, index), values, 0.0)
+    return torch.where(mask.index_select(-1, index), values, 0.0)
 
 
 def _pick(table, choice):

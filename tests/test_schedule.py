@@ -80,4 +80,3 @@ def test_every_estimator_takes_the_cosine_schedule(X, Estimator):
     # A fitted net with the schedule pickles and scores the same after loading.
     again = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
-
