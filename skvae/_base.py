@@ -12,7 +12,7 @@ from ._net import build_net
 from ._params import check_scoring_parameters, check_settings, constraints, parameters
 from ._persistence import save_estimator
 from ._sklearn_compat import _fit_context
-from ._tabular import INTEGER, REAL, frequent_values
+from ._tabular import model_columns
 from ._threads import threads_for_fit
 from ._torch_utils import resolve_device
 from ._validation import _ReadsRows
@@ -372,14 +372,9 @@ class _BaseVAE(_ReadsRows):
             mask_input=missing,
         )
         check_support(X, likelihood, support, model["low"], model["high"])
-        if table is not None and not table.plain:
-            X = np.asarray(X)
-            spikes = [frequent_values(X[:, j]) if kind == INTEGER else [] for j, kind in enumerate(table.kinds)]
-            config["columns"] = {"kinds": table.kinds, "n_levels": table.n_levels, "spikes": spikes}
-            numeric = [j for j, kind in enumerate(table.kinds) if kind in (REAL, INTEGER)]
-            config["data_map"] = fit_data_map(X[:, numeric], power=model["power"]) if numeric else []
-        elif support == "real":
-            config["data_map"] = fit_data_map(X, low=model["low"], high=model["high"], power=model["power"])
+        config["columns"], numeric = model_columns(table, X)
+        if support == "real" and numeric.shape[1]:
+            config["data_map"] = fit_data_map(numeric, low=model["low"], high=model["high"], power=model["power"])
         device = resolve_device(self.device)
         return build_net(config, device=device, learning_rate_init=self.learning_rate_init, seed=seed)
 

@@ -8,11 +8,10 @@ faster than 64 MB ones on CPU (``benchmarks/bench_speed.py``).
 
 import numpy as np
 import torch
-from torch.distributions import Bernoulli, Independent, MixtureSameFamily, Normal
+from torch.distributions import Independent, MixtureSameFamily
 
 from ._arrays import rows_as_tensor
 from ._bounds import log_importance_weights
-from ._likelihoods import draw_real
 from ._threads import threads_for_chunks
 from ._torch_utils import seeded_torch
 
@@ -71,21 +70,18 @@ def posterior_mean(module, X, *, device):
 def decoder_mean(module, Z, *, device):
     """The mean of p(x|z) mapped to data space, float64 of shape (n_samples, n_features)."""
     rows = _chunk_rows(CHUNK_ELEMENTS // _widest_layer(module))
-    if module.layout is None:
-        X = _map_rows(lambda z: module.postprocess(module.decode(z.to(torch.float32)).mean), Z, rows, module, device)
-    else:
-        X = _map_rows(lambda z: _table_codes(module, _table_means(module, module.decode(z.to(torch.float32)))), Z, rows, module, device)
+    X = _map_rows(lambda z: _codes(module, _data_means(module, module.decode(z.to(torch.float32)))), Z, rows, module, device)
     return X.reshape(len(Z), module.arguments["n_features"])
 
 
-def _table_means(module, px):
-    """E[x|z] of a table's numeric columns in data space, then its level probabilities."""
+def _data_means(module, px):
+    """E[x|z] of the numeric columns in data space, then the categorical levels' probabilities."""
     table = px.base_dist
     return table.data_means(data_space_mean(Independent(table.numeric, 1), module.data_map))
 
 
-def _table_codes(module, means):
-    """Codes from ``_table_means`` (or their average): integers rounded, the most probable levels."""
+def _codes(module, means):
+    """Codes from ``_data_means`` (or their average): integers rounded, the most probable levels."""
     n_numeric = module.layout.n_numeric
     return module.layout.to_codes(means[..., :n_numeric], means[..., n_numeric:])
 
@@ -97,10 +93,7 @@ def sample(module, n_samples, *, seed, device):
     with seeded_torch(seed, device), torch.inference_mode():
         for start in range(0, n_samples, rows):
             z = module.prior().sample((min(rows, n_samples - start),))
-            if module.layout is None:
-                out.append(module.postprocess(module.decode(z).sample()).cpu())
-            else:
-                out.append(module.decode(z).base_dist.draw(module.data_map).cpu())
+            out.append(module.decode(z).base_dist.draw(module.data_map).cpu())
     return torch.cat(out).numpy()
 
 
@@ -181,17 +174,11 @@ def _impute_rows(module, x, eps, refine_eps, generator):
     # the outer axis splits among threads in a way that changes its rounding.
     row_weights = torch.softmax(log_w.double().T.contiguous(), dim=-1)
     if generator is None:
-        weights = row_weights.T
-        if module.layout is None:
-            return (weights[..., None] * data_space_mean(px, module.data_map)).sum(0)
-        # A table: the numeric columns' conditional means, and each block's
-        # level probabilities given x_obs, whose most probable level fills a hole.
-        return _table_codes(module, (weights[..., None] * _table_means(module, px)).sum(0))
+        # The numeric columns' conditional means, and each block's level
+        # probabilities given x_obs, whose most probable level fills a hole.
+        return _codes(module, (row_weights.T[..., None] * _data_means(module, px)).sum(0))
     k = torch.multinomial(row_weights, 1, generator=generator)[:, 0]
-    if module.layout is not None:
-        return px.base_dist.draw(module.data_map, generator=generator)[k, torch.arange(len(k))]
-    y_new = _sample_entries(px, generator)[k, torch.arange(len(k))]
-    return module.postprocess(y_new)
+    return px.base_dist.draw(module.data_map, generator=generator)[k, torch.arange(len(k))]
 
 
 def data_space_mean(px, data_map):
@@ -219,15 +206,3 @@ def data_space_mean(px, data_map):
     if mixture:
         mean = (base.mixture_distribution.probs.double() * mean).sum(-1)
     return mean
-
-
-def _sample_entries(px, generator):
-    """One draw of y ~ p(y|z) per entry, from ``generator``."""
-    base = px.base_dist
-    if isinstance(base, (MixtureSameFamily, Normal)):
-        return draw_real(base, generator=generator)
-    probs = base.probs
-    if isinstance(base, Bernoulli):
-        return torch.bernoulli(probs, generator=generator)
-    # The continuous Bernoulli: by its inverse CDF at a uniform draw.
-    return base.icdf(torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype))

@@ -85,6 +85,8 @@ class TableLayout(nn.Module):
     def __init__(self, kinds, n_levels, spikes=None):
         super().__init__()
         spikes = spikes or [[] for _ in kinds]
+        if len(n_levels) != len(kinds) or len(spikes) != len(kinds):
+            raise ValueError("kinds, n_levels and spikes need one entry per column.")
         self.kinds, self.n_levels_of = list(kinds), list(n_levels)
         numeric = [j for j, k in enumerate(kinds) if k != "categorical"]
         categorical = [j for j, k in enumerate(kinds) if k == "categorical"]
@@ -115,6 +117,15 @@ class TableLayout(nn.Module):
         ]:
             self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)
 
+    @classmethod
+    def of_reals(cls, n_columns):
+        """The layout of an array: every column real (the model of the plain numeric path)."""
+        return cls(["real"] * n_columns, [0] * n_columns)
+
+    def numeric_of(self, x):
+        """The numeric columns of table rows x (all of them, in place, without categorical ones)."""
+        return x if not self.n_categorical else x.index_select(-1, self.numeric)
+
     def to_model(self, x, data_map):
         """``ModelRows`` parts of table rows x (codes, NaN where missing) through the numeric data map.
 
@@ -126,10 +137,12 @@ class TableLayout(nn.Module):
         """
         missing = torch.isnan(x)
         observed = None if not missing.any() else ~missing
-        numeric = x.index_select(1, self.numeric)
-        numeric_observed = None if observed is None else observed.index_select(1, self.numeric)
+        numeric = self.numeric_of(x)
+        numeric_observed = None if observed is None else self.numeric_of(observed)
         # Only the real columns have a Jacobian: an integer's probability is a mass.
-        jacobian = self.real.expand_as(numeric) if numeric_observed is None else numeric_observed & self.real
+        jacobian = numeric_observed
+        if self.n_integer:
+            jacobian = self.real.expand_as(numeric) if numeric_observed is None else numeric_observed & self.real
         y, log_det = data_map(numeric, jacobian)
         bins = None
         if self.n_integer:
@@ -147,14 +160,17 @@ class TableLayout(nn.Module):
             resolved = (high - low) > _RESOLVED * (high.abs() + low.abs() + 1.0)
             log_width = torch.where(resolved, torch.log(high - low), slope.index_select(1, self.integer))
             bins = torch.stack([low, self._spike_index(values), log_width], dim=-1)
-        codes = x.index_select(1, self.categorical)
-        present = ~torch.isnan(codes)
-        positions = (self.levels.offsets + codes.nan_to_num(0.0).long()).clamp(max=max(self.n_indicators - 1, 0))
-        indicators = x.new_zeros((len(x), self.n_indicators)).scatter_(1, positions, present.to(x.dtype))
-        mask = None
+        indicators, mask = x.new_zeros((len(x), self.n_indicators)), None
+        if self.n_categorical:
+            codes = x.index_select(1, self.categorical)
+            present = ~torch.isnan(codes)
+            positions = (self.levels.offsets + codes.nan_to_num(0.0).long()).clamp(max=self.n_indicators - 1)
+            indicators = indicators.scatter_(1, positions, present.to(x.dtype))
         if observed is not None:
             y = y.masked_fill(~numeric_observed, 0.0)
-            mask = torch.cat([numeric_observed, present.index_select(1, self.levels.block)], dim=1)
+            mask = numeric_observed
+            if self.n_categorical:
+                mask = torch.cat([mask, present.index_select(1, self.levels.block)], dim=1)
         return y, indicators, log_det, mask, bins
 
     def _spike_index(self, values):
@@ -176,8 +192,8 @@ class TableLayout(nn.Module):
         numeric = numeric.to(torch.float64)
         if self.n_integer:
             numeric = numeric.index_copy(-1, self.integer, numeric.index_select(-1, self.integer).round())
+        if not self.n_categorical:
+            return numeric
         out = numeric.new_empty((*numeric.shape[:-1], len(self.kinds)))
         out = out.index_copy(-1, self.numeric, numeric)
-        if self.n_categorical:
-            out = out.index_copy(-1, self.categorical, self.levels.argmax(probs).to(torch.float64))
-        return out
+        return out.index_copy(-1, self.categorical, self.levels.argmax(probs).to(torch.float64))

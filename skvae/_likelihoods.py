@@ -174,6 +174,8 @@ class TableRows(Distribution):
         if layout.n_integer:
             mass = self._integer_log_mass()
             numeric = numeric.index_copy(-1, layout.integer, mass)
+        if not layout.n_indicators:
+            return numeric
         return torch.cat([numeric, value[..., n_numeric:] * self.log_probs], dim=-1)
 
     def observed_log_prob(self, value, mask=None):
@@ -186,22 +188,25 @@ class TableRows(Distribution):
         layout = self.layout
         n_numeric = layout.n_numeric
         numeric_mask = None if mask is None else mask[..., :n_numeric]
-        total = value.new_zeros(torch.broadcast_shapes(self.logits.shape[:-1], value.shape[:-1]))
+        terms = []
         if layout.n_real:
-            real = _columns(self.numeric, layout.real_index, layout.n_integer == 0)
-            log_density = real.log_prob(value[..., :n_numeric].index_select(-1, layout.real_index))
-            total = total + _observed(log_density, numeric_mask, layout.real_index).sum(-1)
+            real = None if not layout.n_integer else layout.real_index  # None: every numeric column
+            log_density = _columns(self.numeric, real).log_prob(_select(value[..., :n_numeric], real))
+            terms.append(_observed(log_density, numeric_mask, real).sum(-1))
         if layout.n_integer:
-            total = total + _observed(self._integer_log_mass(), numeric_mask, layout.integer).sum(-1)
+            terms.append(_observed(self._integer_log_mass(), numeric_mask, layout.integer).sum(-1))
         if layout.n_categorical:
             # A missing categorical entry has no indicator set, so it adds 0.
-            total = total + (value[..., n_numeric:] * self.log_probs).sum(-1)
+            terms.append((value[..., n_numeric:] * self.log_probs).sum(-1))
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
         return total
 
     def _integer_log_mass(self):
         """log P(k) of the integer columns, shape (..., n_integer)."""
         low, log_width = self.bins[..., 0], self.bins[..., 2]
-        numeric = _columns(self.numeric, self.layout.integer, self.layout.n_real == 0)
+        numeric = _columns(self.numeric, None if not self.layout.n_real else self.layout.integer)
         if isinstance(numeric, MixtureSameFamily):
             normal = numeric.component_distribution
             per_component = log_interval_mass(normal.loc, normal.scale, low[..., None], log_width[..., None])
@@ -228,6 +233,8 @@ class TableRows(Distribution):
     @property
     def mean(self):
         """Model space: the numeric likelihood's mean (frequent values aside), then level probabilities."""
+        if not self.layout.n_indicators:
+            return self.numeric.mean
         return torch.cat([self.numeric.mean, self.log_probs.exp()], dim=-1)
 
     def data_means(self, numeric_mean):
@@ -245,6 +252,8 @@ class TableRows(Distribution):
             columns = self.layout.integer[self.layout.spike_block >= 0]
             blended = rest * numeric_mean.index_select(-1, columns) + spiked
             numeric_mean = numeric_mean.index_copy(-1, columns, blended)
+        if not self.layout.n_indicators:
+            return numeric_mean
         return torch.cat([numeric_mean, self.log_probs.double().exp()], dim=-1)
 
     def draw(self, data_map, sample_shape=torch.Size(), generator=None):
@@ -259,14 +268,16 @@ class TableRows(Distribution):
             columns = layout.integer[layout.spike_block >= 0]
             current = numeric.index_select(-1, columns)
             numeric = numeric.index_copy(-1, columns, torch.where(torch.isnan(value), current, value))
-        probs = self.log_probs.exp().expand(*sample_shape, *self.log_probs.shape)
-        levels = layout.levels.one_hot(layout.levels.draw(probs, generator), numeric.dtype)
+        levels = None
+        if layout.n_categorical:
+            probs = self.log_probs.exp().expand(*sample_shape, *self.log_probs.shape)
+            levels = layout.levels.one_hot(layout.levels.draw(probs, generator), numeric.dtype)
         return layout.to_codes(numeric, levels)
 
 
-def _columns(numeric, index, every):
-    """A Normal or a mixture of Normals (per entry) restricted to the columns ``index`` (all if ``every``)."""
-    if every:
+def _columns(numeric, index):
+    """A Normal or a mixture of Normals (per entry) restricted to the columns ``index`` (all if None)."""
+    if index is None:
         return numeric
     if isinstance(numeric, MixtureSameFamily):
         normal = numeric.component_distribution
@@ -278,11 +289,16 @@ def _columns(numeric, index, every):
     return Normal(numeric.loc.index_select(-1, index), numeric.scale.index_select(-1, index), validate_args=False)
 
 
+def _select(values, index):
+    """The columns ``index`` of ``values`` (all of them if None)."""
+    return values if index is None else values.index_select(-1, index)
+
+
 def _observed(values, mask, index):
-    """``values`` where the mask's columns ``index`` hold, 0 elsewhere; ``values`` without a mask."""
+    """``values`` where the mask's columns ``index`` (all if None) hold, 0 elsewhere; ``values`` without a mask."""
     if mask is None:
         return values
-    return torch.where(mask.index_select(-1, index), values, 0.0)
+    return torch.where(_select(mask, index), values, 0.0)
 
 
 def _pick(table, choice):
@@ -292,9 +308,15 @@ def _pick(table, choice):
 
 
 def draw_real(numeric, sample_shape=torch.Size(), generator=None):
-    """Draws of a Normal or a mixture of Normals (per entry), from ``generator`` when given."""
+    """Draws of the numeric likelihood (per entry), from ``generator`` when given."""
     if generator is None:
         return numeric.sample(sample_shape)
+    if isinstance(numeric, (Bernoulli, ContinuousBernoulli)):
+        probs = numeric.probs.expand(*sample_shape, *numeric.probs.shape)
+        if isinstance(numeric, Bernoulli):
+            return torch.bernoulli(probs, generator=generator)
+        # The continuous Bernoulli: by its inverse CDF at a uniform draw.
+        return numeric.icdf(torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype))
     if isinstance(numeric, MixtureSameFamily):
         probs = numeric.mixture_distribution.probs.expand(*sample_shape, *numeric.mixture_distribution.probs.shape)
         c = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).reshape(probs.shape[:-1])

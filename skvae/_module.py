@@ -136,12 +136,13 @@ class VAEModule(nn.Module):
                 "spikes": [list(v) for v in columns.get("spikes") or [[] for _ in columns["kinds"]]],
             }
             self.arguments["columns"] = columns
-        self.layout = None if columns is None else TableLayout(columns["kinds"], columns["n_levels"], columns["spikes"])
+            self.layout = TableLayout(columns["kinds"], columns["n_levels"], columns["spikes"])
+        else:
+            self.layout = TableLayout.of_reals(n_features)
         self.mask_input = mask_input
         self.n_components = n_components
         self.likelihood = LIKELIHOODS[likelihood]
-        n_numeric = n_features if self.layout is None else self.layout.n_numeric
-        self.width = n_features if self.layout is None else self.layout.width
+        n_numeric, self.width = self.layout.n_numeric, self.layout.width
         widths = [self.width, *hidden_layer_sizes]
         self.encoder = build_mlp([self.width * (1 + mask_input), *hidden_layer_sizes], activation)
         self.encoder_head = nn.Linear(
@@ -149,9 +150,8 @@ class VAEModule(nn.Module):
         )
         self.decoder = build_mlp([n_components, *reversed(widths[1:])], activation)
         self.n_params = self.likelihood.n_params(n_mixture_components)
-        n_logits = 0 if self.layout is None else self.layout.n_logits
         self.decoder_head = nn.Linear(
-            widths[1] if hidden_layer_sizes else n_components, n_numeric * self.n_params + n_logits
+            widths[1] if hidden_layer_sizes else n_components, n_numeric * self.n_params + self.layout.n_logits
         )
         # A learned per-feature scale, so that log p(x) is a density and not a
         # scaled squared error (user guide, "Choosing a likelihood"): with a
@@ -170,30 +170,24 @@ class VAEModule(nn.Module):
         standardisation), False in ``mask``, and out of ``log_det``.
         """
         dtype = self.encoder_head.weight.dtype
-        if self.layout is not None:
-            numeric, indicators, log_det, mask, bins = self.layout.to_model(x, self.data_map)
-            return ModelRows(torch.cat([numeric.to(dtype), indicators.to(dtype)], dim=1), log_det, mask, bins)
-        missing = torch.isnan(x)
-        mask = ~missing if missing.any() else None
-        y, log_det = self.data_map(x, mask)
-        if mask is not None:
-            y = y.masked_fill(missing, 0.0)
-        return ModelRows(y.to(dtype), log_det, mask)
+        numeric, indicators, log_det, mask, bins = self.layout.to_model(x, self.data_map)
+        y = numeric.to(dtype)
+        if self.layout.n_indicators:
+            y = torch.cat([y, indicators.to(dtype)], dim=1)
+        return ModelRows(y, log_det, mask, bins)
 
     def postprocess(self, y):
-        """Map model-space values back to data space (float64); a table's to its codes."""
-        if self.layout is None:
-            return self.data_map.inverse(y)
+        """Map model-space values back to data space: table codes, float64."""
         n_numeric = self.layout.n_numeric
         return self.layout.to_codes(self.data_map.inverse(y[..., :n_numeric]), y[..., n_numeric:])
 
     def numeric_columns(self, x):
-        """The columns of table rows x that the data map reads (all of them without a table)."""
-        return x if self.layout is None else x.index_select(-1, self.layout.numeric)
+        """The columns of table rows x that the data map reads."""
+        return self.layout.numeric_of(x)
 
     def noise_entries(self):
         """Where training noise goes in model space: the real columns' entries (None: everywhere)."""
-        if self.layout is None:
+        if self.layout.n_real == self.width:
             return None
         entries = torch.zeros(self.width, dtype=torch.bool, device=self.layout.real.device)
         entries[: self.layout.n_numeric] = self.layout.real
@@ -217,10 +211,8 @@ class VAEModule(nn.Module):
         return Independent(Normal(loc, scale, validate_args=False), 1)
 
     def decode(self, z, bins=None):
-        """p(y|z) for the configured likelihood; for a table, ``bins`` are the integers' intervals."""
+        """p(y|z): ``Independent(TableRows)``; ``bins`` are the integer columns' intervals."""
         params = self.decoder_head(self.decoder(z))
-        if self.layout is None:
-            return self.likelihood.build(params.unflatten(-1, (-1, self.n_params)), self.raw_scale)
         n_numeric = self.layout.n_numeric * self.n_params
         numeric = self.likelihood.build(params[..., :n_numeric].unflatten(-1, (-1, self.n_params)), self.raw_scale)
         return Independent(TableRows(numeric.base_dist, params[..., n_numeric:], self.layout, bins), 1)

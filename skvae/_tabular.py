@@ -48,6 +48,22 @@ def frequent_values(column):
     return [float(v) for v in values]
 
 
+def model_columns(table, X):
+    """The module's ``columns`` for a table's codes X, and the numeric columns of X that its data map reads.
+
+    An array (``table`` None) is a table of real columns, read in place (a
+    memory-mapped X is not loaded).
+    """
+    if table is None:
+        n = X.shape[1]
+        return {"kinds": [REAL] * n, "n_levels": [0] * n, "spikes": [[] for _ in range(n)]}, X
+    X = np.asarray(X)
+    spikes = [frequent_values(X[:, j]) if kind == INTEGER else [] for j, kind in enumerate(table.kinds)]
+    numeric = [j for j, kind in enumerate(table.kinds) if kind != CATEGORICAL]
+    columns = {"kinds": table.kinds, "n_levels": table.n_levels, "spikes": spikes}
+    return columns, X if len(numeric) == X.shape[1] else X[:, numeric]
+
+
 def is_frame(X):
     """Whether X is a pandas DataFrame (checked without importing pandas)."""
     return type(X).__module__.split(".")[0] == "pandas" and hasattr(X, "iloc") and getattr(X, "ndim", 0) == 2

@@ -84,8 +84,9 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
         Returns
         -------
         X_original : ndarray or DataFrame of shape (n_samples, n_features)
-            Decoder means in data space (for ``bounds``, the decoder's
-            median). Fitted on a pandas DataFrame, a DataFrame of its
+            Decoder means E[x|z] in data space (through ``bounds`` or the
+            power transform, by quadrature over the decoder's
+            distribution). Fitted on a pandas DataFrame, a DataFrame of its
             columns and dtypes: integer columns rounded, and each
             categorical column its most probable level.
         """

@@ -454,10 +454,14 @@ def test_settings_a_table_cannot_take_are_refused(params, match):
         VAEDensityEstimator(**FAST, **params).fit(_mixed_frame())
 
 
-def test_numpy_input_keeps_the_plain_model():
+def test_numpy_input_is_a_table_of_real_columns():
+    # An array of integers is not read as integer columns: an array is an all-real table.
     X = _mixed_frame(holes=False)[["height", "visits"]].to_numpy()
     de = VAEDensityEstimator(**FAST).fit(X)
-    assert de.net_.module_.layout is None and isinstance(de.sample(2, random_state=0), np.ndarray)
+    layout = de.net_.module_.layout
+    assert layout.kinds == ["real", "real"] and layout.n_logits == 0 and layout.width == 2
+    drawn = de.sample(50, random_state=0)
+    assert isinstance(drawn, np.ndarray) and not np.all(drawn[:, 1] == np.round(drawn[:, 1]))
 
 
 # -- persistence ---------------------------------------------------------------------------
