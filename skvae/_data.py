@@ -49,14 +49,19 @@ def check_callbacks(callbacks, owner):
     return tuple(callbacks or ())
 
 
+def check_count(value, name, *, too_small=None):
+    """``value`` as an int if it is a positive integer; TypeError or ValueError (``too_small``) if not."""
+    if not isinstance(value, Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive integer, got {value!r} of type {type(value).__name__}.")
+    if value < 1:
+        raise ValueError(too_small or f"{name} must be a positive integer, got {value}.")
+    return int(value)
+
+
 def check_n_samples(n_samples):
-    """Refuse a number of rows to draw that is not a positive integer."""
-    if not isinstance(n_samples, Integral) or isinstance(n_samples, bool):
-        raise TypeError(f"n_samples must be an integer, got {type(n_samples).__name__}.")
-    if n_samples < 1:
-        raise ValueError(
-            f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample."
-        )
+    """Refuse a number of rows to draw that is not a positive integer (``GaussianMixture.sample``'s words)."""
+    too_small = f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample."
+    return check_count(n_samples, "n_samples", too_small=too_small)
 
 
 def bounds_arrays(bounds, n_features, owner, likelihood):

@@ -7,7 +7,6 @@ scores, computed with the same draws (common random numbers), so that their
 difference is not noise.
 """
 
-from numbers import Integral
 
 import numpy as np
 from sklearn.preprocessing import StandardScaler
@@ -15,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _inference
 from ._arrays import STREAM_ELEMENTS, row_blocks
+from ._data import check_count
 from ._params import check_scoring_parameters
 from ._sklearn_compat import _check_feature_names_in
 from ._tabular import CATEGORICAL, is_frame
@@ -181,7 +181,7 @@ class _ExplainsRows:
             never listed.
         """
         check_is_fitted(self)
-        n_top = _check_n_top(n_top)
+        n_top = check_count(n_top, "n_top")
         pd = _pandas()
         rows = self._validate_input(X, reset=False)
         log_probs = self._feature_scores(rows)
@@ -260,12 +260,6 @@ class _ExplainsRows:
         return np.asarray(X, dtype=object)
 
 
-def _check_n_top(n_top):
-    if not isinstance(n_top, Integral) or isinstance(n_top, bool):
-        raise TypeError(f"n_top must be a positive integer, got {n_top!r} of type {type(n_top).__name__}.")
-    if n_top < 1:
-        raise ValueError(f"n_top must be a positive integer, got {n_top}.")
-    return int(n_top)
 
 
 def _pandas():

@@ -72,7 +72,7 @@ class YeoJohnsonTransform(Transform):
 
     def _inverse(self, y):
         low_y, high_y = (_yeo_johnson(end, self.lambdas) for end in (self.low, self.high))
-        inside = _yeo_johnson_inverse(torch.minimum(torch.maximum(y, low_y), high_y), self.lambdas)
+        inside = _yeo_johnson(torch.minimum(torch.maximum(y, low_y), high_y), self.lambdas, inverse=True)
         # The tails are lines through the ends: u = c + (y - f(c)) / f'(c).
         below = self.low + (y - low_y) / self._log_slope(self.low).exp()
         above = self.high + (y - high_y) / self._log_slope(self.high).exp()
@@ -88,36 +88,28 @@ class YeoJohnsonTransform(Transform):
         return exponent * log1p(c.abs())
 
 
-def _yeo_johnson(u, lambdas):
-    """Yeo-Johnson's map, in the numerically stable form of ``scipy.stats.yeojohnson``."""
-    tiny = torch.finfo(u.dtype).eps
+def _yeo_johnson(u, lambdas, *, inverse=False):
+    """Yeo-Johnson's map (or its inverse), in the numerically stable form of ``scipy.stats.yeojohnson``.
+
+    Below 0 it is the map above 0 turned about the origin, with 2 - lambda:
+    psi(u, lambda) = -psi(-u, 2 - lambda); the inverse likewise (its value
+    is >= 0 exactly where u >= 0).
+    """
+    half = _power_1p_inverse if inverse else _power_1p
     lambdas = torch.broadcast_to(lambdas, u.shape)
-    positive = torch.where(
-        lambdas.abs() < tiny, log1p(u.clamp(min=0)),
-        torch.expm1(lambdas * log1p(u.clamp(min=0))) / lambdas,
-    )
-    negative = torch.where(
-        (lambdas - 2).abs() > tiny,
-        -torch.expm1((2 - lambdas) * log1p(-u.clamp(max=0))) / (2 - lambdas),
-        -log1p(-u.clamp(max=0)),
-    )
-    return torch.where(u >= 0, positive, negative)
+    return torch.where(u >= 0, half(u.clamp(min=0), lambdas), -half(-u.clamp(max=0), 2 - lambdas))
 
 
-def _yeo_johnson_inverse(y, lambdas):
-    """The inverse of ``_yeo_johnson`` (y >= 0 exactly where u >= 0)."""
-    tiny = torch.finfo(y.dtype).eps
-    lambdas = torch.broadcast_to(lambdas, y.shape)
-    positive = torch.where(
-        lambdas.abs() < tiny, torch.expm1(y.clamp(min=0)),
-        torch.expm1(log1p(lambdas * y.clamp(min=0)) / lambdas),
-    )
-    negative = torch.where(
-        (lambdas - 2).abs() > tiny,
-        -torch.expm1(log1p(-(2 - lambdas) * y.clamp(max=0)) / (2 - lambdas)),
-        -torch.expm1(-y.clamp(max=0)),
-    )
-    return torch.where(y >= 0, positive, negative)
+def _power_1p(v, lambdas):
+    """((1 + v)^lambda - 1) / lambda for v >= 0, log(1 + v) where lambda is 0."""
+    at_zero = lambdas.abs() < torch.finfo(v.dtype).eps
+    return torch.where(at_zero, log1p(v), torch.expm1(lambdas * log1p(v)) / lambdas)
+
+
+def _power_1p_inverse(w, lambdas):
+    """The inverse of ``_power_1p``: (1 + lambda w)^(1 / lambda) - 1, exp(w) - 1 where lambda is 0."""
+    at_zero = lambdas.abs() < torch.finfo(w.dtype).eps
+    return torch.where(at_zero, torch.expm1(w), torch.expm1(log1p(lambdas * w) / lambdas))
 
 
 # Each step of a data map: its buffers, and the Transforms that undo it (model

@@ -386,9 +386,9 @@ def test_structure_parameters_changed_after_fit_do_not_break_the_fitted_model(Es
 @pytest.mark.parametrize("n_samples, error, match", [
     (0, ValueError, "at least one sample"),
     (-1, ValueError, "at least one sample"),
-    (2.5, TypeError, "must be an integer"),
-    ("3", TypeError, "must be an integer"),
-    (True, TypeError, "must be an integer"),
+    (2.5, TypeError, "must be a positive integer"),
+    ("3", TypeError, "must be a positive integer"),
+    (True, TypeError, "must be a positive integer"),
 ])
 def test_sample_rejects_bad_counts(Estimator, n_samples, error, match):
     with pytest.raises(error, match=match):
