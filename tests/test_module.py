@@ -91,3 +91,43 @@ def test_forward_on_model_space_rows_equals_forward_on_data():
     from_model_space = module(y, log_det.float())
     for a, b in zip(from_data, from_model_space):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_an_array_is_a_table_of_real_columns():
+    module = _module(shift=[0.1, -0.2, 0.0], scale=[2.0, 0.5, 1.0])
+    layout = module.layout
+    assert layout.kinds == ["real"] * 3 and layout.width == 3 and layout.n_logits == 0
+    # Training noise reaches every entry, and rows map to model space in place of their columns.
+    assert module.noise_entries() is None
+    x = torch.tensor([[0.2, float("nan"), 5.5], [0.9, -0.9, 8.9]], dtype=torch.float64)
+    y, _, mask, bins = module.preprocess(x)
+    assert bins is None and mask.tolist() == [[True, False, True], [True, True, True]]
+    torch.testing.assert_close(y[1], ((x[1] - torch.tensor([0.1, -0.2, 0.0])) / torch.tensor([2.0, 0.5, 1.0])).float())
+
+
+def test_decoder_means_are_means_in_data_space_through_a_nonlinear_map():
+    from skvae import _inference
+
+    module = _module(low=[0.0, -1.0, 5.0], high=[1.0, 1.0, 9.0])
+    z = torch.randn(4, 2, generator=torch.Generator().manual_seed(0)).double()
+    with torch.no_grad():
+        module.raw_scale.fill_(0.5)  # a wide decoder: its mean and median differ in data space
+        means = _inference.decoder_mean(module, z.numpy(), device="cpu")
+        torch.manual_seed(1)
+        draws = module.decode(z.float()).base_dist.draw(module.data_map, (200_000,)).mean(0)
+        median = module.postprocess(module.decode(z.float()).mean)
+    np.testing.assert_allclose(means, draws.numpy(), atol=3e-3)
+    assert np.abs(means - median.numpy()).max() > 0.05
+
+
+def test_imputer_draws_a_binary_hole_as_zero_or_one():
+    from skvae import VAEImputer
+
+    rng = np.random.default_rng(0)
+    X = (rng.random((200, 5)) < 0.3).astype(float)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    params = dict(likelihood="bernoulli", n_components=2, hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    drawn = VAEImputer(sample_posterior=True, **params).fit(X).transform(X)
+    assert set(np.unique(drawn[np.isnan(X)])) == {0.0, 1.0}
+    means = VAEImputer(**params).fit(X).transform(X)[np.isnan(X)]
+    assert np.all((means > 0) & (means < 1))
