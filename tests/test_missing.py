@@ -345,3 +345,23 @@ def test_imputer_defaults_are_its_own_and_the_rest_shared():
     assert {k: v for k, v in params.items() if k not in own and k in shared} == {
         k: v for k, v in shared.items() if k not in own and k in params
     }
+
+
+@pytest.mark.parametrize("k_chunk", [1, 7, 64])
+def test_conditional_means_over_chunks_of_draws_equal_one_softmax_over_all(k_chunk):
+    from skvae import _inference
+
+    X = _remove(np.random.default_rng(0).normal(size=(48, 5)), 0.3, 0)
+    module = VAEImputer(**{**FAST, "likelihood": "gaussian_mixture"}).fit(X).net_.module_
+    eps = torch.randn(64, module.n_components, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y, _, mask, bins = module.preprocess(torch.as_tensor(X[:32]))
+        qz = module.posterior(y, mask)
+        chunked = _inference._conditional_means(module, y, mask, qz, eps, k_chunk, bins)
+        # The reference: every draw at once, weights normalised by one softmax per row.
+        z = qz.base_dist.loc + qz.base_dist.scale * eps[:, None, :]
+        px = module.decode(z, bins)
+        log_w = px.base_dist.observed_log_prob(y, mask) + module.prior().log_prob(z) - qz.log_prob(z)
+        weights = torch.softmax(log_w.double(), dim=0)
+        reference = (weights[..., None] * _inference._data_means(module, px)).sum(0)
+    torch.testing.assert_close(chunked, reference, rtol=1e-9, atol=1e-12)
