@@ -175,7 +175,7 @@ def _impute_rows(module, x, eps, refine_eps, generator, k_chunk):
     if generator is None:
         # The numeric columns' conditional means, and each block's level
         # probabilities given x_obs, whose most probable level fills a hole.
-        return _codes(module, _conditional_means(module, y, mask, qz, eps, k_chunk, bins))
+        return _codes(module, module.conditional_mean(y, mask, qz, eps, k_chunk, bins, means=lambda px: _data_means(module, px)))
     z = qz.base_dist.loc + qz.base_dist.scale * eps.to(y)[:, None, :]
     px = module.decode(z, bins)
     log_w = log_importance_weights(y, z, qz=qz, pz=module.prior(), px=px, mask=mask)
@@ -184,34 +184,6 @@ def _impute_rows(module, x, eps, refine_eps, generator, k_chunk):
     row_weights = torch.softmax(log_w.double().T.contiguous(), dim=-1)
     k = torch.multinomial(row_weights, 1, generator=generator)[:, 0]
     return px.base_dist.draw(module.data_map, generator=generator)[k, torch.arange(len(k))]
-
-
-def _conditional_means(module, y, mask, qz, eps, k_chunk, bins):
-    """sum_k w_k E[x|z_k] in data space, float64 of shape (n, n_features + n_indicators).
-
-    The self-normalised weights w_k of the draws ``eps`` (taken ``k_chunk`` at
-    a time) are normalised as the chunks come, against a running maximum of
-    each row's log-weights, so memory is that of one chunk. A row's weights
-    are summed over its draws laid out contiguously, so that their total does
-    not depend on the rows imputed with it.
-    """
-    pz, loc, scale = module.prior(), qz.base_dist.loc, qz.base_dist.scale
-    top = total = weighted = None
-    for e in eps.to(loc).split(k_chunk):
-        z = loc + scale * e[:, None, :]
-        px = module.decode(z, bins)
-        log_w = log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask).double().T.contiguous()
-        new_top = log_w.amax(-1) if top is None else torch.maximum(top, log_w.amax(-1))
-        w = torch.exp(log_w - new_top[:, None])
-        part = w.sum(-1)
-        part_weighted = (w.T[..., None] * _data_means(module, px)).sum(0)
-        if top is None:
-            total, weighted = part, part_weighted
-        else:
-            shrink = torch.exp(top - new_top)
-            total, weighted = total * shrink + part, weighted * shrink[:, None] + part_weighted
-        top = new_top
-    return weighted / total[:, None]
 
 
 def data_space_mean(px, data_map):

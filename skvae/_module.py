@@ -271,19 +271,22 @@ class VAEModule(nn.Module):
         # refining a subset would change which rows share a BLAS tile, and a
         # row's result would then depend on the rows scored with it.
         for _ in range(REFINE_ROUNDS):
-            filled = torch.where(mask, y, self._conditional_mean(y, mask, qz, eps, k_chunk, bins))
+            filled = torch.where(mask, y, self.conditional_mean(y, mask, qz, eps, k_chunk, bins).to(y.dtype))
             refined = self.encode(filled, None, capped=True).base_dist
             loc = torch.where(incomplete[:, None], refined.loc, qz.base_dist.loc)
             scale = torch.where(incomplete[:, None], refined.scale, qz.base_dist.scale)
             qz = Independent(Normal(loc, scale, validate_args=False), 1)
         return qz
 
-    def _conditional_mean(self, y, mask, qz, eps, k_chunk, bins=None):
-        """E[y|y_obs] per entry by self-normalised importance sampling from ``qz``, y's dtype.
+    def conditional_mean(self, y, mask, qz, eps, k_chunk, bins=None, *, means=None):
+        """E[m(y)|y_obs] by self-normalised importance sampling from ``qz``, float64.
 
-        The weights are normalised across chunks of draws as they come
-        (a running maximum), so memory is that of one chunk.
+        ``means(px)`` gives m's mean under p(y|z) for each draw, shape
+        (k, n, d); by default the decoder's mean in model space. The weights
+        of the draws ``eps`` (``k_chunk`` at a time) are normalised across
+        chunks as they come (a running maximum), so memory is that of one chunk.
         """
+        means = means or (lambda px: px.mean.double())
         pz, loc, scale = self.prior(), qz.base_dist.loc, qz.base_dist.scale
         top = total = weighted = None
         for e in eps.to(loc).split(k_chunk or len(eps)):
@@ -292,14 +295,14 @@ class VAEModule(nn.Module):
             log_w = log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask).double()
             new_top = log_w.amax(0) if top is None else torch.maximum(top, log_w.amax(0))
             w = torch.exp(log_w - new_top)
-            part, part_weighted = w.sum(0), (w[..., None] * px.mean.double()).sum(0)
+            part, part_weighted = w.sum(0), (w[..., None] * means(px)).sum(0)
             if top is None:
                 total, weighted = part, part_weighted
             else:
                 shrink = torch.exp(top - new_top)
                 total, weighted = total * shrink + part, weighted * shrink[:, None] + part_weighted
             top = new_top
-        return (weighted / total[:, None]).to(y.dtype)
+        return weighted / total[:, None]
 
     def log_marginal(self, x, eps, *, bound="iwae", k_chunk=None, refine_eps=None, kl_penalty=0.0):
         """IWAE_K or ELBO estimate of log p(x) in data space, float64 of shape (n,).

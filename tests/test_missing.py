@@ -357,7 +357,7 @@ def test_conditional_means_over_chunks_of_draws_equal_one_softmax_over_all(k_chu
     with torch.no_grad():
         y, _, mask, bins = module.preprocess(torch.as_tensor(X[:32]))
         qz = module.posterior(y, mask)
-        chunked = _inference._conditional_means(module, y, mask, qz, eps, k_chunk, bins)
+        chunked = module.conditional_mean(y, mask, qz, eps, k_chunk, bins, means=lambda px: _inference._data_means(module, px))
         # The reference: every draw at once, weights normalised by one softmax per row.
         z = qz.base_dist.loc + qz.base_dist.scale * eps[:, None, :]
         px = module.decode(z, bins)
