@@ -158,8 +158,8 @@ def impute(module, X, *, n_draws, seed, device, sample=False):
     width = _widest_layer(module)
     rows = _chunk_rows(CHUNK_ELEMENTS // (n_draws * width))
     # The conditional mean takes the draws in chunks, as scoring does: with
-    # K = 1000 and the least rows a chunk holds, all draws at once build
-    # activations 4x CHUNK_ELEMENTS, and cost 1.6x as much a draw.
+    # the least rows a chunk holds (TILE_ROWS), all K draws at once would build
+    # activations of 16 x K x width, 4x CHUNK_ELEMENTS at K = 1000 and 40x at 10,000.
     k_chunk = None if sample else max(1, CHUNK_ELEMENTS // (rows * width))
     generator = torch.Generator(device=device).manual_seed(seed + 1) if sample else None
     filled = _map_rows(
@@ -175,7 +175,8 @@ def _impute_rows(module, x, eps, refine_eps, generator, k_chunk):
     if generator is None:
         # The numeric columns' conditional means, and each block's level
         # probabilities given x_obs, whose most probable level fills a hole.
-        return _codes(module, module.conditional_mean(y, mask, qz, eps, k_chunk, bins, means=lambda px: _data_means(module, px)))
+        means = module.conditional_mean(y, mask, qz, eps, k_chunk, bins, means=lambda px: _data_means(module, px))
+        return _codes(module, means)
     z = qz.base_dist.loc + qz.base_dist.scale * eps.to(y)[:, None, :]
     px = module.decode(z, bins)
     log_w = log_importance_weights(y, z, qz=qz, pz=module.prior(), px=px, mask=mask)
