@@ -207,10 +207,16 @@ def test_the_split_invariant_forms_match_torch():
     np.testing.assert_allclose(_elementwise.softplus(x), np.logaddexp(0, x.numpy()), rtol=1e-14)
     for ours, theirs in [
         (_elementwise.sigmoid, torch.sigmoid),
-        (_elementwise.elu, torch.nn.functional.elu),
         (_elementwise.silu, torch.nn.functional.silu),
     ]:
         np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-12, atol=1e-300)
+    # ELU below 0 is exp(x) - 1, not expm1: within a unit of 1 of torch's in
+    # either dtype, not relatively near 0.
+    for dtype in (torch.float64, torch.float32):
+        y = x.to(dtype)
+        np.testing.assert_allclose(
+            _elementwise.elu(y), torch.nn.functional.elu(y), rtol=1e-12, atol=torch.finfo(dtype).eps
+        )
     u = torch.cat([torch.logspace(-300, 300, 1001, dtype=torch.float64), -torch.logspace(-300, -1e-9, 1001, dtype=torch.float64)])
     np.testing.assert_allclose(_elementwise.log1p(u), torch.log1p(u), rtol=1e-14)
     assert _elementwise.log1p(torch.tensor(float("inf"))) == float("inf")
