@@ -102,6 +102,15 @@ def _chunk_rows(rows):
     return max(TILE_ROWS, rows // TILE_ROWS * TILE_ROWS)
 
 
+def _means_width(module):
+    """Floats a draw of a row takes in ``_data_means``: through a nonlinear data
+    map, a quadrature node per feature (and mixture component)."""
+    if set(module.data_map.kinds) <= {"standardise"}:
+        return module.width
+    components = module.arguments["n_mixture_components"] if module.arguments["likelihood"] == "gaussian_mixture" else 1
+    return module.width * _GH_NODES * components
+
+
 def _widest_layer(module):
     """Width of the module's widest layer, which sizes the chunks.
 
@@ -160,7 +169,9 @@ def impute(module, X, *, n_draws, seed, device, sample=False):
     # The conditional mean takes the draws in chunks, as scoring does: with
     # the least rows a chunk holds (TILE_ROWS), all K draws at once would build
     # activations of 16 x K x width, 4x CHUNK_ELEMENTS at K = 1000 and 40x at 10,000.
-    k_chunk = None if sample else max(1, CHUNK_ELEMENTS // (rows * width))
+    # Through a nonlinear data map the means' quadrature can be the widest part.
+    # A draw from p(x_miss|x_obs) (``sample``) still weighs all K draws at once.
+    k_chunk = None if sample else max(1, CHUNK_ELEMENTS // (rows * max(width, _means_width(module))))
     generator = torch.Generator(device=device).manual_seed(seed + 1) if sample else None
     filled = _map_rows(
         lambda x: _impute_rows(module, x, eps, refine_eps, generator, k_chunk), X, rows, module, device

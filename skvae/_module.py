@@ -294,12 +294,15 @@ class VAEModule(nn.Module):
             px = self.decode(z, bins)
             log_w = log_importance_weights(y, z, qz=qz, pz=pz, px=px, mask=mask).double()
             new_top = log_w.amax(0) if top is None else torch.maximum(top, log_w.amax(0))
-            w = torch.exp(log_w - new_top)
+            # A row whose draws so far all have weight 0 (log w = -inf) is
+            # shifted by 0, not by -inf, which would make exp(-inf + inf) NaN.
+            shift = torch.where(torch.isfinite(new_top), new_top, torch.zeros_like(new_top))
+            w = torch.exp(log_w - shift)
             part, part_weighted = w.sum(0), (w[..., None] * means(px)).sum(0)
             if top is None:
                 total, weighted = part, part_weighted
             else:
-                shrink = torch.exp(top - new_top)
+                shrink = torch.exp(top - shift)
                 total, weighted = total * shrink + part, weighted * shrink[:, None] + part_weighted
             top = new_top
         return weighted / total[:, None]

@@ -365,3 +365,31 @@ def test_conditional_means_over_chunks_of_draws_equal_one_softmax_over_all(k_chu
         weights = torch.softmax(log_w.double(), dim=0)
         reference = (weights[..., None] * _inference._data_means(module, px)).sum(0)
     torch.testing.assert_close(chunked, reference, rtol=1e-9, atol=1e-12)
+
+
+def test_a_first_chunk_of_zero_weights_leaves_the_conditional_mean_to_the_later_chunks(monkeypatch):
+    from skvae import _module
+
+    X = _remove(np.random.default_rng(0).normal(size=(48, 5)), 0.3, 0)
+    module = VAEImputer(**FAST).fit(X).net_.module_
+    eps = torch.randn(16, module.n_components, generator=torch.Generator().manual_seed(3))
+    eps = eps[torch.argsort(eps[:, 0])]  # the draws of a negative first coordinate first
+    n_zero = int((eps[:, 0] < 0).sum())
+    weights = _module.log_importance_weights
+
+    def zero_below_zero(y, z, *, qz, **kwargs):
+        # Weight 0 (log w = -inf) in every row for the draws of a negative first coordinate.
+        first = (z[..., 0] - qz.base_dist.loc[:, 0]) / qz.base_dist.scale[:, 0]
+        return torch.where(first < 0, -torch.inf, weights(y, z, qz=qz, **kwargs))
+
+    monkeypatch.setattr(_module, "log_importance_weights", zero_below_zero)
+    with torch.no_grad():
+        y, _, mask, _ = module.preprocess(torch.as_tensor(X[:8]))
+        qz = module.posterior(y, mask)
+        z = qz.base_dist.loc + qz.base_dist.scale * eps[:, None, :]
+        log_w = zero_below_zero(y, z, qz=qz, pz=module.prior(), px=module.decode(z), mask=mask)
+        assert 0 < n_zero < len(eps) and torch.isinf(log_w[:n_zero]).all() and torch.isfinite(log_w[n_zero:]).all()
+        whole = module.conditional_mean(y, mask, qz, eps, None)
+        chunked = module.conditional_mean(y, mask, qz, eps, n_zero)  # a first chunk of weight 0 alone
+    assert torch.isfinite(whole).all()
+    torch.testing.assert_close(chunked, whole, rtol=1e-9, atol=1e-12)
