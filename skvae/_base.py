@@ -12,7 +12,7 @@ from ._net import build_net
 from ._params import check_scoring_parameters, check_settings, constraints, parameters
 from ._persistence import save_estimator
 from ._sklearn_compat import _fit_context
-from ._tabular import model_columns
+from ._tabular import discrete_mask, model_columns
 from ._threads import threads_for_fit
 from ._torch_utils import resolve_device
 from ._validation import _ReadsRows
@@ -70,6 +70,7 @@ class _BaseVAE(_ReadsRows):
         bounds=None,
         power_transform=False,
         categorical_features="from_dtype",
+        discrete_features=None,
         handle_unknown="error",
         beta=1.0,
         training_noise=0.0,
@@ -99,6 +100,7 @@ class _BaseVAE(_ReadsRows):
         self.bounds = bounds
         self.power_transform = power_transform
         self.categorical_features = categorical_features
+        self.discrete_features = discrete_features
         self.handle_unknown = handle_unknown
         self.beta = beta
         self.training_noise = training_noise
@@ -372,11 +374,21 @@ class _BaseVAE(_ReadsRows):
             mask_input=missing,
         )
         check_support(X, likelihood, support, model["low"], model["high"])
-        config["columns"], numeric = model_columns(table, X)
+        discrete = self._discrete_mask()
+        if any(discrete) and support != "real":
+            raise ValueError(
+                "discrete_features needs a likelihood of real values for the continuous part of its "
+                f"columns ('auto', 'gaussian' or 'gaussian_mixture'), got likelihood={likelihood!r}."
+            )
+        config["columns"], numeric = model_columns(table, X, discrete)
         if support == "real" and numeric.shape[1]:
             config["data_map"] = fit_data_map(numeric, low=model["low"], high=model["high"], power=model["power"])
         device = resolve_device(self.device)
         return build_net(config, device=device, learning_rate_init=self.learning_rate_init, seed=seed)
+
+    def _discrete_mask(self):
+        """``discrete_features`` over the columns the model reads."""
+        return discrete_mask(self.discrete_features, self._schema(), self.n_features_in_, type(self).__name__)
 
     # -- scoring -----------------------------------------------------------------
 

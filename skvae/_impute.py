@@ -111,6 +111,7 @@ indicator_ : MissingIndicator or None
         bounds=None,
         power_transform=False,
         categorical_features="from_dtype",
+        discrete_features=None,
         handle_unknown="error",
         beta=1.0,
         training_noise=0.0,
@@ -239,6 +240,9 @@ indicator_ : MissingIndicator or None
                 MissingIndicator(error_on_new=False).fit(X) if self.add_indicator else None
             )
         return X[:, self._kept]
+
+    def _discrete_mask(self):
+        return [d for d, k in zip(super()._discrete_mask(), self._kept) if k]
 
     def _model_table(self):
         """The schema of the features the model reads: those observed at fit."""

@@ -97,23 +97,34 @@ class TableLayout(nn.Module):
         self.width = self.n_numeric + self.n_indicators
         self.n_integer = len(integer_columns)
         self.n_real = self.n_numeric - self.n_integer
-        # Integer columns with frequent values: a block of one logit per value and one for the rest.
-        with_spikes = [c for c, j in enumerate(integer_columns) if spikes[j]]
-        self.spikes = Blocks([len(spikes[integer_columns[c]]) + 1 for c in with_spikes])
+        # Numeric columns with frequent values (integer ones, and real ones listed in
+        # discrete_features): a block of one logit per value and one for the rest, in
+        # the columns' order.
+        spiked = [c for c, j in enumerate(numeric) if spikes[j]]
+        self.spikes = Blocks([len(spikes[numeric[c]]) + 1 for c in spiked])
         self.n_logits = self.n_indicators + self.spikes.n_entries
         table = torch.full((self.spikes.n_blocks, self.spikes.max_size), torch.nan, dtype=torch.float64)
-        for b, c in enumerate(with_spikes):
-            table[b, : len(spikes[integer_columns[c]])] = torch.tensor(spikes[integer_columns[c]], dtype=torch.float64)
+        for b, c in enumerate(spiked):
+            table[b, : len(spikes[numeric[c]])] = torch.tensor(spikes[numeric[c]], dtype=torch.float64)
         self.register_buffer("spike_table", table, persistent=False)  # NaN: the rest, and padding
-        block_of = [-1] * self.n_integer
-        for b, c in enumerate(with_spikes):
-            block_of[c] = b
+        block_of = {c: b for b, c in enumerate(spiked)}
+        integer = [numeric.index(j) for j in integer_columns]
+        real_index = [c for c, j in enumerate(numeric) if kinds[j] == "real"]
+        real_spiked = [c for c in real_index if c in block_of]
+        self.n_real_spiked = len(real_spiked)
+        self.n_integer_spiked = sum(c in block_of for c in integer)
         for name, values, dtype in [
             ("numeric", numeric, torch.long), ("categorical", categorical, torch.long),
-            ("integer", [numeric.index(j) for j in integer_columns], torch.long),
+            ("integer", integer, torch.long),
             ("real", [kinds[j] == "real" for j in numeric], torch.bool),
-            ("real_index", [c for c, j in enumerate(numeric) if kinds[j] == "real"], torch.long),
-            ("spike_block", block_of, torch.long),
+            ("real_index", real_index, torch.long),
+            ("spike_block", [block_of.get(c, -1) for c in integer], torch.long),
+            ("spiked", spiked, torch.long),
+            # The real columns with frequent values: where they sit among the numeric
+            # columns, among the real ones, and their blocks.
+            ("real_spiked", real_spiked, torch.long),
+            ("real_spiked_among_real", [real_index.index(c) for c in real_spiked], torch.long),
+            ("real_spike_block", [block_of[c] for c in real_spiked], torch.long),
         ]:
             self.register_buffer(name, torch.tensor(values, dtype=dtype), persistent=False)
 
@@ -133,16 +144,25 @@ class TableLayout(nn.Module):
         per integer entry, the lower end of its interval (x - 1/2, x + 1/2)
         in model space, the index of its value among the column's frequent
         values (-1 if none) and the log of the interval's width in model
-        space, float64 of shape (n, n_integer, 3).
+        space; then, per entry of a real column with frequent values,
+        ``(0, index, 0)``. Float64 of shape (n, n_integer + n_real_spiked, 3),
+        None when there are neither.
         """
         missing = torch.isnan(x)
         observed = None if not missing.any() else ~missing
         numeric = self.numeric_of(x)
         numeric_observed = None if observed is None else self.numeric_of(observed)
-        # Only the real columns have a Jacobian: an integer's probability is a mass.
+        # Only real entries off a frequent value have a Jacobian: the
+        # probability of an integer, or of a real column's frequent value, is a mass.
         jacobian = numeric_observed
-        if self.n_integer:
+        if self.n_integer or self.n_real_spiked:
             jacobian = self.real.expand_as(numeric) if numeric_observed is None else numeric_observed & self.real
+        found = None
+        if self.n_real_spiked:
+            values = numeric.index_select(1, self.real_spiked).to(torch.float64)
+            found = self._spike_index(values, self.real_spike_block)
+            off_spike = torch.ones_like(jacobian).index_copy(1, self.real_spiked, found < 0)
+            jacobian = jacobian & off_spike
         y, log_det = data_map(numeric, jacobian)
         bins = None
         if self.n_integer:
@@ -159,7 +179,11 @@ class TableLayout(nn.Module):
             slope = data_map.log_slopes(numeric.to(torch.float64).index_copy(1, self.integer, values))
             resolved = (high - low) > _RESOLVED * (high.abs() + low.abs() + 1.0)
             log_width = torch.where(resolved, torch.log(high - low), slope.index_select(1, self.integer))
-            bins = torch.stack([low, self._spike_index(values), log_width], dim=-1)
+            bins = torch.stack([low, self._spike_index(values, self.spike_block), log_width], dim=-1)
+        if found is not None:
+            zeros = torch.zeros_like(found)
+            real_bins = torch.stack([zeros, found, zeros], dim=-1)
+            bins = real_bins if bins is None else torch.cat([bins, real_bins], dim=1)
         indicators, mask = x.new_zeros((len(x), self.n_indicators)), None
         if self.n_categorical:
             codes = x.index_select(1, self.categorical)
@@ -173,10 +197,10 @@ class TableLayout(nn.Module):
                 mask = torch.cat([mask, present.index_select(1, self.levels.block)], dim=1)
         return y, indicators, log_det, mask, bins
 
-    def _spike_index(self, values):
-        """Index of each integer entry's value among its column's frequent values, -1 if not one."""
+    def _spike_index(self, values, blocks):
+        """Index of each entry's value among its column's frequent values (block ``blocks[c]``), -1 if not one or missing."""
         index = torch.full_like(values, -1.0)
-        for c, b in enumerate(self.spike_block.tolist()):
+        for c, b in enumerate(blocks.tolist()):
             if b < 0:
                 continue
             spikes = self.spike_table[b, : self.spikes.sizes[b] - 1]

@@ -171,6 +171,8 @@ class TableRows(Distribution):
         layout = self.layout
         n_numeric = layout.n_numeric
         numeric = self.numeric.log_prob(value[..., :n_numeric])
+        if layout.n_real_spiked:
+            numeric = self._real_with_spikes(numeric, layout.real_spiked)
         if layout.n_integer:
             mass = self._integer_log_mass()
             numeric = numeric.index_copy(-1, layout.integer, mass)
@@ -192,6 +194,8 @@ class TableRows(Distribution):
         if layout.n_real:
             real = None if not layout.n_integer else layout.real_index  # None: every numeric column
             log_density = _columns(self.numeric, real).log_prob(_select(value[..., :n_numeric], real))
+            if layout.n_real_spiked:
+                log_density = self._real_with_spikes(log_density, layout.real_spiked_among_real)
             terms.append(_observed(log_density, numeric_mask, real).sum(-1))
         if layout.n_integer:
             terms.append(_observed(self._integer_log_mass(), numeric_mask, layout.integer).sum(-1))
@@ -205,7 +209,8 @@ class TableRows(Distribution):
 
     def _integer_log_mass(self):
         """log P(k) of the integer columns, shape (..., n_integer)."""
-        low, log_width = self.bins[..., 0], self.bins[..., 2]
+        bins = self.bins[..., : self.layout.n_integer, :]
+        low, log_width = bins[..., 0], bins[..., 2]
         numeric = _columns(self.numeric, None if not self.layout.n_real else self.layout.integer)
         if isinstance(numeric, MixtureSameFamily):
             normal = numeric.component_distribution
@@ -213,22 +218,34 @@ class TableRows(Distribution):
             mass = torch.logsumexp(numeric.mixture_distribution.logits.log_softmax(-1) + per_component, dim=-1)
         else:
             mass = log_interval_mass(numeric.loc, numeric.scale, low, log_width)
-        if not self.layout.spikes.n_blocks:
+        if not self.layout.n_integer_spiked:
             return mass
-        return self._with_spikes(mass, self.bins[..., 1])
-
-    def _with_spikes(self, mass, found):
-        """log(pi_rest * P(interval) + pi_k [k frequent]) for the columns with frequent values."""
-        spikes = self.layout.spikes
         block = self.layout.spike_block
-        has, block = block >= 0, block.clamp(min=0)
+        rest, spike = self._spike_terms(block.clamp(min=0), bins[..., 1])
+        return torch.where(block >= 0, logaddexp(rest + mass, spike), mass)
+
+    def _real_with_spikes(self, log_density, at):
+        """The real columns ``at`` of ``log_density`` with frequent values: log pi_v on a frequent value v, else log pi_rest + log f(x).
+
+        A mass on the frequent values and a density elsewhere: the density of
+        the column's law against counting measure on its frequent values plus
+        Lebesgue measure (which gives those points no mass).
+        """
+        found = self.bins[..., self.layout.n_integer :, 1]
+        rest, spike = self._spike_terms(self.layout.real_spike_block, found)
+        mixed = torch.where(found >= 0, spike, rest + log_density.index_select(-1, at))
+        batch = torch.broadcast_shapes(log_density.shape[:-1], mixed.shape[:-1])
+        return log_density.expand(*batch, -1).index_copy(-1, at, mixed.expand(*batch, -1))
+
+    def _spike_terms(self, block, found):
+        """Per column of frequent-value ``block``: log pi_rest, and log pi of its value (``found``; -inf if none)."""
+        spikes = self.layout.spikes
         log_probs = self.spike_log_probs
         rest = log_probs.index_select(-1, spikes.last[block])
         batch = torch.broadcast_shapes(log_probs.shape[:-1], found.shape[:-1])
         at = (spikes.offsets[block] + found.long().clamp(min=0)).expand(*batch, -1)
         spike = torch.where(found >= 0, log_probs.expand(*batch, -1).gather(-1, at), -torch.inf)
-        mixed = logaddexp(rest + mass, spike)
-        return torch.where(has, mixed, mass)
+        return rest, spike
 
     @property
     def mean(self):
@@ -249,7 +266,7 @@ class TableRows(Distribution):
             flat = self.spike_log_probs.double().exp()
             rest = flat.index_select(-1, spikes.last)
             spiked = (spikes.view_padded(flat, 0.0) * self.layout.spike_table.nan_to_num(0.0)).sum(-1)
-            columns = self.layout.integer[self.layout.spike_block >= 0]
+            columns = self.layout.spiked
             blended = rest * numeric_mean.index_select(-1, columns) + spiked
             numeric_mean = numeric_mean.index_copy(-1, columns, blended)
         if not self.layout.n_indicators:
@@ -265,7 +282,7 @@ class TableRows(Distribution):
             probs = self.spike_log_probs.exp().expand(*sample_shape, *self.spike_log_probs.shape)
             choice = spikes.draw(probs, generator)  # (..., n_spike_blocks); the last entry is the rest
             value = _pick(layout.spike_table, choice)  # NaN for the rest
-            columns = layout.integer[layout.spike_block >= 0]
+            columns = layout.spiked
             current = numeric.index_select(-1, columns)
             numeric = numeric.index_copy(-1, columns, torch.where(torch.isnan(value), current, value))
         levels = None

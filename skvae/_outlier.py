@@ -179,6 +179,7 @@ feature_scales_ : ndarray of shape (n_features,)
         bounds=None,
         power_transform="auto",
         categorical_features="from_dtype",
+        discrete_features=None,
         handle_unknown="error",
         beta=1.0,
         training_noise=0.05,

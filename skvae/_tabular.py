@@ -48,17 +48,23 @@ def frequent_values(column):
     return [float(v) for v in values]
 
 
-def model_columns(table, X):
+def model_columns(table, X, discrete=None):
     """The module's ``columns`` for a table's codes X, and the numeric columns of X that its data map reads.
 
     An array (``table`` None) is a table of real columns, read in place (a
-    memory-mapped X is not loaded).
+    memory-mapped X is not loaded; only its ``discrete`` columns are read).
+    Integer columns, and the real ones where ``discrete`` (a boolean list
+    over the columns) holds, get their frequent values.
     """
+    discrete = discrete or [False] * X.shape[1]
     if table is None:
         n = X.shape[1]
-        return {"kinds": [REAL] * n, "n_levels": [0] * n, "spikes": [[] for _ in range(n)]}, X
+        spikes = [frequent_values(np.asarray(X[:, j], dtype=np.float64)) if discrete[j] else [] for j in range(n)]
+        return {"kinds": [REAL] * n, "n_levels": [0] * n, "spikes": spikes}, X
     X = np.asarray(X)
-    spikes = [frequent_values(X[:, j]) if kind == INTEGER else [] for j, kind in enumerate(table.kinds)]
+    spikes = [
+        frequent_values(X[:, j]) if kind == INTEGER or discrete[j] else [] for j, kind in enumerate(table.kinds)
+    ]
     numeric = [j for j, kind in enumerate(table.kinds) if kind != CATEGORICAL]
     columns = {"kinds": table.kinds, "n_levels": table.n_levels, "spikes": spikes}
     return columns, X if len(numeric) == X.shape[1] else X[:, numeric]
@@ -204,8 +210,25 @@ def _json_name(name):
     return name if isinstance(name, (str, int)) else str(name)
 
 
-def _categorical_mask(spec, names, frame, owner):
-    """``categorical_features`` resolved to a boolean list over the columns.
+def discrete_mask(spec, table, n_features, owner):
+    """``discrete_features`` resolved to a boolean list over the columns; a categorical column listed raises."""
+    if spec is None:
+        return [False] * n_features
+    names = list(range(n_features)) if table is None else [column["name"] for column in table.columns]
+    frame = table is not None and table.frame
+    mask = _categorical_mask(spec, names, frame, owner, parameter="discrete_features")
+    kinds = [REAL] * n_features if table is None else table.kinds
+    categorical = [names[j] for j in range(n_features) if mask[j] and kinds[j] == CATEGORICAL]
+    if categorical:
+        raise ValueError(
+            f"discrete_features lists the categorical columns {categorical}; a categorical column "
+            "is discrete already. List real columns only."
+        )
+    return mask
+
+
+def _categorical_mask(spec, names, frame, owner, parameter="categorical_features"):
+    """``categorical_features`` (or ``parameter``, read the same way) resolved to a boolean list over the columns.
 
     Follows ``HistGradientBoostingClassifier``: None, ``'from_dtype'`` (the
     dtypes decide, in ``_kind``), or an array-like of indices, booleans or
@@ -220,14 +243,14 @@ def _categorical_mask(spec, names, frame, owner):
     if spec.dtype.kind == "b":
         if spec.shape != (n,):
             raise ValueError(
-                f"categorical_features set as a boolean mask must have shape (n_features,) = ({n},), "
+                f"{parameter} set as a boolean mask must have shape (n_features,) = ({n},), "
                 f"got: {spec.shape}."
             )
         return spec.tolist()
     if spec.dtype.kind in "iu":
         if spec.min() < 0 or spec.max() >= n:
             raise ValueError(
-                f"categorical_features set as integer indices must be in [0, n_features - 1] = "
+                f"{parameter} set as integer indices must be in [0, n_features - 1] = "
                 f"[0, {n - 1}], got {spec.tolist()}."
             )
         mask = [False] * n
@@ -237,19 +260,20 @@ def _categorical_mask(spec, names, frame, owner):
     if spec.dtype.kind in "UO":
         if not frame:
             raise ValueError(
-                f"{owner} got categorical_features as column names, but X has no column names; "
+                f"{owner} got {parameter} as column names, but X has no column names; "
                 "pass a pandas DataFrame, or give the columns by index or boolean mask."
             )
         unknown = [s for s in spec.tolist() if s not in names]
         if unknown:
             raise ValueError(
-                f"categorical_features has names {unknown} that are not columns of X; its columns "
+                f"{parameter} has names {unknown} that are not columns of X; its columns "
                 f"are {list(names)}."
             )
         wanted = set(spec.tolist())
         return [name in wanted for name in names]
+    options = "None, 'from_dtype', or" if parameter == "categorical_features" else "None or"
     raise ValueError(
-        "categorical_features must be None, 'from_dtype', or an array-like of bool, int or str; "
+        f"{parameter} must be {options} an array-like of bool, int or str; "
         f"got an array of dtype {spec.dtype}."
     )
 

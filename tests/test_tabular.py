@@ -124,12 +124,19 @@ def test_categorical_columns_of_unequal_level_counts_each_sum_to_one():
     torch.testing.assert_close(per_entry.sum(-1), chosen.sum(-1), rtol=0, atol=1e-12)
 
 
-def _column_by_column_log_prob(layout, numeric, logits, value, bins, mask, spikes, mixture):
-    """log p(y_obs|z) of a table, one column at a time with nothing shared: the fused sum's reference."""
+def _column_by_column_log_prob(layout, numeric, logits, value, bins, mask, spikes, mixture, real_spikes=None):
+    """log p(y_obs|z) of a table, one column at a time with nothing shared: the fused sum's reference.
+
+    ``spikes`` and ``real_spikes``: the number of frequent values of each
+    integer and each real column, in order; a real column's frequent value
+    has its probability, any other value the rest's times the density.
+    """
     kinds = layout.kinds
     numeric_columns = [j for j, k in enumerate(kinds) if k != "categorical"]
+    n_integer = sum(kind == "integer" for kind in kinds)
+    real_spikes = real_spikes or [0] * (len(numeric_columns) - n_integer)
     total = torch.zeros(value.shape[:-1], dtype=torch.float64)
-    c_integer = 0
+    c_integer = c_real = c_real_spiked = 0
     spike_start = layout.n_indicators
     level_start = layout.n_numeric
     logit_start = 0
@@ -146,6 +153,15 @@ def _column_by_column_log_prob(layout, numeric, logits, value, bins, mask, spike
         weights = numeric["weights"][..., c, :].log_softmax(-1)
         if kind == "real":
             entry = torch.logsumexp(weights + Normal(loc, scale).log_prob(value[..., c, None]), -1)
+            if real_spikes[c_real]:
+                n = real_spikes[c_real] + 1
+                block = logits[..., spike_start : spike_start + n].log_softmax(-1)
+                spike_start += n
+                found = bins[..., n_integer + c_real_spiked, 1]
+                frequent = block.gather(-1, found.long().clamp(min=0)[..., None])[..., 0]
+                entry = torch.where(found >= 0, frequent, block[..., -1] + entry)
+                c_real_spiked += 1
+            c_real += 1
         else:
             low, found, log_width = bins[..., c_integer, 0], bins[..., c_integer, 1], bins[..., c_integer, 2]
             high = low + log_width.exp()
@@ -164,9 +180,10 @@ def _column_by_column_log_prob(layout, numeric, logits, value, bins, mask, spike
     return total
 
 
+@pytest.mark.parametrize("real_frequent", [False, True])
 @pytest.mark.parametrize("mixture", [False, True])
 @pytest.mark.parametrize("with_mask", [False, True])
-def test_the_fused_table_likelihood_is_the_sum_of_its_columns(mixture, with_mask):
+def test_the_fused_table_likelihood_is_the_sum_of_its_columns(mixture, with_mask, real_frequent):
     """One pass per column kind equals the column-by-column sum, with blocks of unequal sizes.
 
     Mostly negative logits: a padding slot counted in a block's normaliser
@@ -176,6 +193,10 @@ def test_the_fused_table_likelihood_is_the_sum_of_its_columns(mixture, with_mask
     kinds = ["categorical", "real", "integer", "categorical", "integer", "real", "categorical", "integer", "categorical"]
     n_levels = [2, 0, 0, 5, 0, 0, 1, 0, 3]
     frequent = [[], [], [0.0, 1.0, 5.0], [], [], [], [], [2.0], []]
+    # Real columns with frequent values (discrete_features) take blocks between the integers'.
+    real_spikes = [2, 4] if real_frequent else [0, 0]
+    if real_frequent:
+        frequent[1], frequent[5] = [-0.5, 0.0], [0.0, 0.25, 1.0, 3.0]
     layout = TableLayout(kinds, n_levels, frequent).to(torch.float64)
     spikes = [3, 0, 1]  # frequent values of the integer columns, in order
     g = torch.Generator().manual_seed(1)
@@ -199,6 +220,9 @@ def test_the_fused_table_likelihood_is_the_sum_of_its_columns(mixture, with_mask
         torch.stack([torch.randint(-1, n, shape, generator=g) for n in (3, 0, 1)], -1).to(torch.float64),
         torch.log(0.05 + torch.rand(*shape, 3, generator=g, dtype=torch.float64)),
     ], dim=-1)
+    if real_frequent:
+        found = torch.stack([torch.randint(-1, n, shape, generator=g) for n in real_spikes], -1).to(torch.float64)
+        bins = torch.cat([bins, torch.stack([torch.zeros_like(found), found, torch.zeros_like(found)], -1)], -2)
     value = torch.cat([y, indicators.to(torch.float64)], -1)
     mask = torch.rand(*shape, layout.width, generator=g) < 0.7 if with_mask else torch.ones(*shape, layout.width, dtype=torch.bool)
     # A categorical column is observed or missing as a whole: all its indicators 0 when missing.
@@ -207,7 +231,7 @@ def test_the_fused_table_likelihood_is_the_sum_of_its_columns(mixture, with_mask
 
     rows = TableRows(numeric, logits, layout, bins)
     fused = rows.observed_log_prob(value, mask if with_mask else None)
-    expected = _column_by_column_log_prob(layout, params, logits, value, bins, mask, spikes, mixture)
+    expected = _column_by_column_log_prob(layout, params, logits, value, bins, mask, spikes, mixture, real_spikes)
     torch.testing.assert_close(fused, expected, rtol=1e-10, atol=1e-10)
     # The per-entry path (log_prob) agrees with both.
     per_entry = torch.where(mask, rows.log_prob(value), 0.0).sum(-1)

@@ -1,0 +1,110 @@
+"""Real columns with frequent values (``discrete_features``): a mass on each frequent value, a density elsewhere."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skvae import VAEDensityEstimator, VAEImputer, VAEOutlierDetector, VAETransformer
+
+FAST = dict(hidden_layer_sizes=(32,), n_components=2, max_iter=15, n_importance_samples=20, random_state=0)
+
+
+def _spiky(n=400, seed=0):
+    """Column 0: exactly 0 in half the rows, else Normal(2, 1); column 1: 0/1 stored as floats; column 2: continuous."""
+    rng = np.random.default_rng(seed)
+    x0 = np.where(rng.uniform(size=n) < 0.5, 0.0, rng.normal(2.0, 1.0, n))
+    x1 = rng.integers(0, 2, n).astype(float)
+    return np.c_[x0, x1, x0 + x1 + rng.normal(size=n)]
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def test_a_frequent_value_is_scored_as_a_mass_and_other_values_as_a_density():
+    """Scaling a discrete column by 100 leaves the score of its frequent value 0 and lowers the others' by log 100.
+
+    The model reads standardised columns, so both fits learn the same model;
+    a density changes with the units by the Jacobian, a mass does not.
+    """
+    X = _spiky()
+    scaled = X.copy()
+    scaled[:, 0] *= 100.0
+    first = VAEDensityEstimator(discrete_features=[0], **FAST).fit(X).score_samples(X)
+    second = VAEDensityEstimator(discrete_features=[0], **FAST).fit(scaled).score_samples(scaled)
+    at_zero = X[:, 0] == 0.0
+    np.testing.assert_allclose(second[at_zero], first[at_zero], atol=1e-4)
+    np.testing.assert_allclose(second[~at_zero], first[~at_zero] - np.log(100.0), atol=1e-4)
+    # Without discrete_features every value has a density.
+    plain = VAEDensityEstimator(**FAST).fit(X).score_samples(X)
+    plain_scaled = VAEDensityEstimator(**FAST).fit(scaled).score_samples(scaled)
+    np.testing.assert_allclose(plain_scaled, plain - np.log(100.0), atol=1e-4)
+
+
+def test_samples_take_the_frequent_values_as_often_as_the_data():
+    """Drawn rows hit 0 in column 0 about half the time and take only 0 or 1 in column 1 (almost always)."""
+    X = _spiky(n=800)
+    est = VAEDensityEstimator(discrete_features=[True, True, False], **{**FAST, "max_iter": 40}).fit(X)
+    drawn = est.sample(4000, random_state=0)
+    assert abs(np.mean(drawn[:, 0] == 0.0) - np.mean(X[:, 0] == 0.0)) < 0.08
+    assert np.mean(np.isin(drawn[:, 1], [0.0, 1.0])) > 0.95
+    assert abs(np.mean(drawn[:, 1] == 1.0) - np.mean(X[:, 1])) < 0.08
+    assert np.mean(drawn[:, 2] == 0.0) == 0.0  # a column not listed keeps a density: no repeated values
+    assert est.net_.module_.layout.spike_table.shape == (2, 3)  # {0} and {0, 1}, each with the rest
+
+
+def test_imputed_entries_of_a_binary_column_are_its_probability_of_one():
+    """With sample_posterior=False a 0/1 column is filled with P(1 | observed) (up to the rest's tiny share): inside [0, 1]."""
+    X = _spiky(n=600)
+    missing = X.copy()
+    holes = np.random.default_rng(1).uniform(size=X.shape) < 0.2
+    holes[:, 2] = False
+    missing[holes] = np.nan
+    filled = VAEImputer(discrete_features=[1], **FAST).fit(missing).transform(missing)
+    assert np.all((filled[holes[:, 1], 1] >= -1e-3) & (filled[holes[:, 1], 1] <= 1 + 1e-3))
+    drawn = VAEImputer(discrete_features=[1], sample_posterior=True, **FAST).fit(missing).transform(missing)
+    assert np.mean(np.isin(drawn[holes[:, 1], 1], [0.0, 1.0])) > 0.8
+
+
+def test_the_imputer_finds_the_listed_column_after_dropping_an_empty_one():
+    """Column indices refer to the user's columns, not to those left after an all-missing one is dropped."""
+    X = _spiky()
+    with_empty = np.c_[np.full(len(X), np.nan), X]
+    imputer = VAEImputer(discrete_features=[2], **FAST).fit(with_empty)
+    table = imputer.net_.module_.layout.spike_table
+    np.testing.assert_array_equal(table[0, :2].numpy(), [0.0, 1.0])
+
+
+def test_names_select_columns_of_a_frame_and_the_model_survives_pickling():
+    X = _spiky()
+    frame = pd.DataFrame(X, columns=["amount", "flag", "score"])
+    est = VAEOutlierDetector(discrete_features=["amount"], **FAST).fit(frame)
+    assert est.net_.module_.layout.spikes.sizes == [2]
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.score_samples(frame), est.score_samples(frame))
+    VAETransformer(discrete_features=[False, True, False], **FAST).fit(X).transform(X)
+
+
+@pytest.mark.parametrize(
+    "kwargs, X, match",
+    [
+        ({"discrete_features": ["flag"]}, _spiky(), "no column names"),
+        ({"discrete_features": [3]}, _spiky(), r"must be in \[0, n_features - 1\]"),
+        ({"discrete_features": [True, False]}, _spiky(), r"shape \(n_features,\)"),
+        ({"discrete_features": [1], "likelihood": "bernoulli"}, (_spiky() > 0).astype(float), "likelihood of real values"),
+        (
+            {"discrete_features": ["kind"]},
+            pd.DataFrame({"kind": pd.Categorical(["a", "b"] * 50), "x": np.arange(100.0)}),
+            "categorical columns",
+        ),
+    ],
+)
+def test_bad_discrete_features_raise_a_value_error_naming_the_problem(kwargs, X, match):
+    with pytest.raises(ValueError, match=match):
+        VAEDensityEstimator(**{**FAST, **kwargs}).fit(X)
