@@ -160,7 +160,9 @@ class TableLayout(nn.Module):
         found = None
         if self.n_real_spiked:
             values = numeric.index_select(1, self.real_spiked).to(torch.float64)
-            found = self._spike_index(values, self.real_spike_block)
+            # A real value is its frequent value to float32's precision: the same data
+            # in float32 and float64 find the same values.
+            found = self._spike_index(values, self.real_spike_block, torch.float32)
             off_spike = torch.ones_like(jacobian).index_copy(1, self.real_spiked, found < 0)
             jacobian = jacobian & off_spike
         y, log_det = data_map(numeric, jacobian)
@@ -197,15 +199,19 @@ class TableLayout(nn.Module):
                 mask = torch.cat([mask, present.index_select(1, self.levels.block)], dim=1)
         return y, indicators, log_det, mask, bins
 
-    def _spike_index(self, values, blocks):
-        """Index of each entry's value among its column's frequent values (block ``blocks[c]``), -1 if not one or missing."""
+    def _spike_index(self, values, blocks, precision=torch.float64):
+        """Index of each entry's value among its column's frequent values (block ``blocks[c]``), -1 if not one or missing.
+
+        Values and frequent values are compared in ``precision``.
+        """
         index = torch.full_like(values, -1.0)
         for c, b in enumerate(blocks.tolist()):
             if b < 0:
                 continue
-            spikes = self.spike_table[b, : self.spikes.sizes[b] - 1]
-            found = torch.searchsorted(spikes, values[:, c].contiguous()).clamp(max=len(spikes) - 1)
-            index[:, c] = torch.where(spikes[found] == values[:, c], found.to(values.dtype), -1.0)
+            spikes = self.spike_table[b, : self.spikes.sizes[b] - 1].to(precision)
+            column = values[:, c].to(precision).contiguous()
+            found = torch.searchsorted(spikes, column).clamp(max=len(spikes) - 1)
+            index[:, c] = torch.where(spikes[found] == column, found.to(values.dtype), -1.0)
         return index
 
     def to_codes(self, numeric, probs):

@@ -47,6 +47,15 @@ def test_a_frequent_value_is_scored_as_a_mass_and_other_values_as_a_density():
     np.testing.assert_allclose(plain_scaled, plain - np.log(100.0), atol=1e-4)
 
 
+def test_a_frequent_value_is_found_in_float32_and_float64_data_alike():
+    """0.1 has no exact float32: a model fitted on either dtype scores both copies of the data the same."""
+    X = _spiky()
+    X[:, 0] = np.where(X[:, 0] == 0.0, 0.1, X[:, 0])
+    for fitted, other in [(X, X.astype(np.float32)), (X.astype(np.float32), X)]:
+        est = VAEDensityEstimator(discrete_features=[0], **FAST).fit(fitted)
+        np.testing.assert_allclose(est.score_samples(other), est.score_samples(fitted), atol=1e-3)
+
+
 def test_samples_take_the_frequent_values_as_often_as_the_data():
     """Drawn rows hit 0 in column 0 about half the time and take only 0 or 1 in column 1 (almost always)."""
     X = _spiky(n=800)
