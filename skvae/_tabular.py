@@ -24,6 +24,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ._column_lists import column_mask
+
 REAL, INTEGER, CATEGORICAL = "real", "integer", "categorical"
 KINDS = (REAL, INTEGER, CATEGORICAL)
 
@@ -132,7 +134,7 @@ class TableSchema:
 
             X = check_array(X, dtype=None, ensure_all_finite=False)
         names = list(X.columns) if frame else list(range(X.shape[1]))
-        chosen = _categorical_mask(categorical_features, names, frame, owner)
+        chosen = column_mask(categorical_features, names, frame, owner)
         columns = []
         for j, name in enumerate(names):
             values = X.iloc[:, j] if frame else X[:, j]
@@ -216,7 +218,7 @@ def discrete_mask(spec, table, n_features, owner):
         return [False] * n_features
     names = list(range(n_features)) if table is None else [column["name"] for column in table.columns]
     frame = table is not None and table.frame
-    mask = _categorical_mask(spec, names, frame, owner, parameter="discrete_features")
+    mask = column_mask(spec, names, frame, owner, parameter="discrete_features")
     kinds = [REAL] * n_features if table is None else table.kinds
     categorical = [names[j] for j in range(n_features) if mask[j] and kinds[j] == CATEGORICAL]
     if categorical:
@@ -225,57 +227,6 @@ def discrete_mask(spec, table, n_features, owner):
             "is discrete already. List real columns only."
         )
     return mask
-
-
-def _categorical_mask(spec, names, frame, owner, parameter="categorical_features"):
-    """``categorical_features`` (or ``parameter``, read the same way) resolved to a boolean list over the columns.
-
-    Follows ``HistGradientBoostingClassifier``: None, ``'from_dtype'`` (the
-    dtypes decide, in ``_kind``), or an array-like of indices, booleans or
-    column names.
-    """
-    n = len(names)
-    if spec is None or isinstance(spec, str):
-        return [None] * n  # decided by the dtype
-    spec = np.asarray(spec)
-    if spec.size == 0:
-        return [False] * n
-    if spec.dtype.kind == "b":
-        if spec.shape != (n,):
-            raise ValueError(
-                f"{parameter} set as a boolean mask must have shape (n_features,) = ({n},), "
-                f"got: {spec.shape}."
-            )
-        return spec.tolist()
-    if spec.dtype.kind in "iu":
-        if spec.min() < 0 or spec.max() >= n:
-            raise ValueError(
-                f"{parameter} set as integer indices must be in [0, n_features - 1] = "
-                f"[0, {n - 1}], got {spec.tolist()}."
-            )
-        mask = [False] * n
-        for j in spec.tolist():
-            mask[j] = True
-        return mask
-    if spec.dtype.kind in "UO":
-        if not frame:
-            raise ValueError(
-                f"{owner} got {parameter} as column names, but X has no column names; "
-                "pass a pandas DataFrame, or give the columns by index or boolean mask."
-            )
-        unknown = [s for s in spec.tolist() if s not in names]
-        if unknown:
-            raise ValueError(
-                f"{parameter} has names {unknown} that are not columns of X; its columns "
-                f"are {list(names)}."
-            )
-        wanted = set(spec.tolist())
-        return [name in wanted for name in names]
-    options = "None, 'from_dtype', or" if parameter == "categorical_features" else "None or"
-    raise ValueError(
-        f"{parameter} must be {options} an array-like of bool, int or str; "
-        f"got an array of dtype {spec.dtype}."
-    )
 
 
 def _kind(values, chosen, spec, name):

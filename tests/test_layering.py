@@ -12,7 +12,7 @@ import skvae
 # persistence sit beside the engine, so they never import the training loop, nor
 # an estimator.
 LAYERS = [
-    {"_elementwise", "_torch_utils"},
+    {"_elementwise", "_torch_utils", "_column_lists"},
     {"_sklearn_compat", "_skorch_compat", "_version", "_arrays", "_bounds", "_transforms", "_tabular", "_threads"},
     {"_likelihoods", "_layout"},
     {"_module", "_data", "_rows"},
