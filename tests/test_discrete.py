@@ -6,8 +6,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from torch.distributions import Normal
 
 from skvae import VAEDensityEstimator, VAEImputer, VAEOutlierDetector, VAETransformer
+from skvae._layout import TableLayout
+from skvae._likelihoods import TableRows
 
 FAST = dict(hidden_layer_sizes=(32,), n_components=2, max_iter=15, n_importance_samples=20, random_state=0)
 
@@ -79,6 +83,18 @@ def test_imputed_entries_of_a_binary_column_are_its_probability_of_one():
     assert np.all((filled[holes[:, 1], 1] >= -1e-3) & (filled[holes[:, 1], 1] <= 1 + 1e-3))
     drawn = VAEImputer(discrete_features=[1], sample_posterior=True, **FAST).fit(missing).transform(missing)
     assert np.mean(np.isin(drawn[holes[:, 1], 1], [0.0, 1.0])) > 0.8
+
+
+def test_the_conditional_mean_of_a_listed_column_weighs_its_frequent_values():
+    """E[x|z] = sum_v pi_v v + pi_rest E_f[x] on a real column listed, as on an integer one; other columns keep E_f[x]."""
+    layout = TableLayout(["real", "integer", "real"], [0, 0, 0], [[0.0, 1.0], [2.0], []]).double()
+    g = torch.Generator().manual_seed(0)
+    loc = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    logits = torch.randn(4, layout.n_logits, generator=g, dtype=torch.float64)
+    means = TableRows(Normal(loc, torch.ones_like(loc)), logits, layout).data_means(loc)
+    first, second = logits[:, :3].softmax(-1), logits[:, 3:].softmax(-1)  # blocks in the columns' order
+    expected = torch.stack([first[:, 1] + first[:, 2] * loc[:, 0], 2.0 * second[:, 0] + second[:, 1] * loc[:, 1], loc[:, 2]], -1)
+    torch.testing.assert_close(means, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_the_imputer_finds_the_listed_column_after_dropping_an_empty_one():
