@@ -48,6 +48,28 @@ def log_marginal(module, X, *, n_draws, seed, bound, device, kl_penalty=0.0):
     return scores.astype(np.float64)
 
 
+def column_log_marginals(module, X, *, n_draws, seed, bound, device):
+    """Each row's log p(x_obs) and its drops when one column is hidden, from the row's own proposal.
+
+    Returns arrays of shapes (n,) and (n, n_features): the estimate of
+    ``log_marginal`` (the same draws), and log p(x_obs) - log p(x_obs
+    without x_j), NaN where x_j is missing (``VAEModule.column_log_marginals``).
+    """
+    eps, refine_eps = _draws(module, n_draws, seed)
+    n_features = X.shape[1]
+    width = max(_widest_layer(module), n_features + 1)
+    rows = _chunk_rows(CHUNK_ELEMENTS // (n_draws * width))
+    k_chunk = max(1, CHUNK_ELEMENTS // (rows * width))
+    scores = _map_rows(
+        lambda x: module.column_log_marginals(x, eps, bound=bound, k_chunk=k_chunk, refine_eps=refine_eps),
+        X, rows, module, device,
+    ).astype(np.float64)
+    full = scores[:, 0]
+    drops = full[:, None] - scores[:, 1:]
+    drops[np.isnan(np.asarray(X, dtype=np.float64))] = np.nan
+    return full, drops
+
+
 def _draws(module, n_draws, seed):
     """K standard normal draws for a bound or an imputation, and K others that refine its proposal."""
     generator = torch.Generator().manual_seed(seed)

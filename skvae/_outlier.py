@@ -9,7 +9,7 @@ from ._base import _BaseVAE
 from ._arrays import STREAM_ELEMENTS
 from ._data import missing_counts
 from ._docstrings import compose
-from ._explain import _ExplainsRows, cell_thresholds, column_scores, feature_scales, log_density
+from ._explain import _ExplainsRows, cell_thresholds, column_scores, feature_scales, reference_column_scores
 from ._params import Parameter, constraints, parameters, shared_arguments
 from ._persistence import register
 from ._sklearn_compat import Interval, StrOptions
@@ -94,7 +94,9 @@ class VAEOutlierDetector(_BaseVAE, _ExplainsRows, OutlierMixin, BaseEstimator):
     to ``mu + sd * (s - mu_P) / sd_P``: mu and sd are the mean and SD of the
     scores of ``reference_``, mu_P and sd_P those with the row's missing
     features hidden. Complete rows keep their score (user guide, "Missing
-    values").
+    values"). The reference rows' scores with one feature hidden reuse each
+    row's proposal and draws: the decoder factorises over the columns, so one
+    pass of the draws gives all n_features + 1 scores of a row.
 
 {score_notes}
 
@@ -151,8 +153,10 @@ reference_ : ndarray of shape (n_reference, n_features)
     Up to 256 of the most complete training rows (see Notes).
 
 reference_feature_scores_ : ndarray of shape (n_reference, n_features)
-    ``score_features`` of ``reference_``, NaN where it is missing: the
-    scale of ``explain``'s tail probabilities.
+    The scores of ``reference_``'s entries given the rest of their row, NaN
+    where missing: the scale of ``explain``'s tail probabilities. As
+    ``score_features``, but each row's drops come from its own proposal and
+    draws (one pass instead of n_features + 1; see Notes).
 
 cell_offsets_ : ndarray of shape (n_features,)
     Per column, the threshold of ``predict_cells`` on ``score_features``,
@@ -266,7 +270,7 @@ feature_scales_ : ndarray of shape (n_features,)
         self.reference_ = np.asarray(X[np.sort(np.concatenate([sure, ties]))], dtype=np.float64)
         # The reference rows' scores of each entry given the rest (the density
         # alone), from which the cells' thresholds are set.
-        full, feature_scores = column_scores(lambda x: log_density(self, x), self.reference_)
+        full, feature_scores = reference_column_scores(self, self.reference_)
         self.reference_feature_scores_ = feature_scores
         self.cell_offsets_ = cell_thresholds(feature_scores, self._cell_threshold)
         self.feature_scales_ = feature_scales(X, self._schema())
@@ -347,8 +351,12 @@ feature_scales_ : ndarray of shape (n_features,)
         """The reference rows' scores and each feature's drops: n_features + 1 scores per row.
 
         A feature a reference row lacks drops by 0 (its score is unchanged).
+        Without ``kl_penalty``, from each row's own proposal (``reference_column_scores``).
         """
-        full, drops = column_scores(self._log_density, self.reference_)
+        if self.kl_penalty == 0:
+            full, drops = reference_column_scores(self, self.reference_)
+        else:
+            full, drops = column_scores(self._log_density, self.reference_)
         return full, _drop_matrix(drops)
 
     _scoring_parameters = (*_BaseVAE._scoring_parameters, "kl_penalty")
