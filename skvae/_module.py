@@ -378,7 +378,9 @@ class VAEModule(nn.Module):
                 if mask is not None:
                     entries = torch.where(mask, entries, 0.0)
                 columns = entries.new_zeros(*entries.shape[:-1], n_features).index_add_(-1, entry_column, entries)
-                yield torch.cat([row[..., None], row[..., None] - columns], dim=-1).flatten(1)
+                # In float64: a row far out (-1e7 nats) would lose a nat to float32 in the difference.
+                row = row.double()[..., None]
+                yield torch.cat([row, row - columns.double()], dim=-1).flatten(1)
 
         kl = kl_divergence(qz, pz)[:, None].expand(n, n_features + 1).flatten() if bound == "elbo" else None
         value = chunked_bound(per_chunk(), n_draws=len(eps), bound=bound, kl=kl).to(torch.float64)
