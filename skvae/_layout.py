@@ -152,19 +152,7 @@ class TableLayout(nn.Module):
         observed = None if not missing.any() else ~missing
         numeric = self.numeric_of(x)
         numeric_observed = None if observed is None else self.numeric_of(observed)
-        # Only real entries off a frequent value have a Jacobian: the
-        # probability of an integer, or of a real column's frequent value, is a mass.
-        jacobian = numeric_observed
-        if self.n_integer or self.n_real_spiked:
-            jacobian = self.real.expand_as(numeric) if numeric_observed is None else numeric_observed & self.real
-        found = None
-        if self.n_real_spiked:
-            values = numeric.index_select(1, self.real_spiked).to(torch.float64)
-            # A real value is its frequent value to float32's precision: the same data
-            # in float32 and float64 find the same values.
-            found = self._spike_index(values, self.real_spike_block, torch.float32)
-            off_spike = torch.ones_like(jacobian).index_copy(1, self.real_spiked, found < 0)
-            jacobian = jacobian & off_spike
+        jacobian, found = self._jacobian_entries(numeric, numeric_observed)
         y, log_det = data_map(numeric, jacobian)
         bins = None
         if self.n_integer:
@@ -198,6 +186,37 @@ class TableLayout(nn.Module):
             if self.n_categorical:
                 mask = torch.cat([mask, present.index_select(1, self.levels.block)], dim=1)
         return y, indicators, log_det, mask, bins
+
+    def entry_log_det(self, x, data_map):
+        """Each column's term of ``to_model``'s log_det, shape (n, n_columns), float64.
+
+        The data map's log-slope at each real entry with a density (observed,
+        off a frequent value); 0 for the other entries and for integer and
+        categorical columns, whose probabilities are masses.
+        """
+        numeric = self.numeric_of(x)
+        jacobian, _ = self._jacobian_entries(numeric, ~torch.isnan(numeric))
+        slopes = torch.where(jacobian, data_map.log_slopes(numeric.nan_to_num(0.0)), 0.0)
+        return x.new_zeros(x.shape, dtype=torch.float64).index_copy(1, self.numeric, slopes)
+
+    def _jacobian_entries(self, numeric, numeric_observed):
+        """Which numeric entries have a Jacobian (None: all), and the real spiked entries' frequent values (``_spike_index``).
+
+        Only observed real entries off a frequent value have one: the
+        probability of an integer, or of a real column's frequent value, is a mass.
+        """
+        jacobian = numeric_observed
+        if self.n_integer or self.n_real_spiked:
+            jacobian = self.real.expand_as(numeric) if numeric_observed is None else numeric_observed & self.real
+        found = None
+        if self.n_real_spiked:
+            values = numeric.index_select(1, self.real_spiked).to(torch.float64)
+            # A real value is its frequent value to float32's precision: the same data
+            # in float32 and float64 find the same values.
+            found = self._spike_index(values, self.real_spike_block, torch.float32)
+            off_spike = torch.ones_like(jacobian).index_copy(1, self.real_spiked, found < 0)
+            jacobian = jacobian & off_spike
+        return jacobian, found
 
     def _spike_index(self, values, blocks, precision=torch.float64):
         """Index of each entry's value among its column's frequent values (block ``blocks[c]``), -1 if not one or missing.

@@ -384,13 +384,9 @@ class VAEModule(nn.Module):
 
         kl = kl_divergence(qz, pz)[:, None].expand(n, n_features + 1).flatten() if bound == "elbo" else None
         value = chunked_bound(per_chunk(), n_draws=len(eps), bound=bound, kl=kl).to(torch.float64)
-        # Each column's share of the data map's log-Jacobian: the row's less the row's without it.
-        hidden_log_det = []
-        for j in range(n_features):
-            without = x.clone()
-            without[:, j] = torch.nan
-            hidden_log_det.append(self.preprocess(without).log_det)
-        value = value.view(n, n_features + 1) + torch.stack([log_det, *hidden_log_det], dim=-1).to(torch.float64)
+        # The row's log-Jacobian, less each column's share for the row without it.
+        log_det = log_det.to(torch.float64)[:, None]
+        value = value.view(n, n_features + 1) + torch.cat([log_det, log_det - layout.entry_log_det(x, self.data_map)], dim=-1)
         observed = ~torch.isnan(x)
         left = observed.sum(-1, keepdim=True) - observed.to(torch.long)  # entries left without column j
         left = torch.cat([observed.sum(-1, keepdim=True), left], dim=-1)
