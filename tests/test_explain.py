@@ -81,11 +81,13 @@ def test_the_corrupted_entry_scores_lowest(detector):
     assert (lowest == columns)[swap].mean() > 0.7  # chance: 0.2
 
 
-def test_scores_of_a_linear_gaussian_model_are_its_exact_conditionals():
+@pytest.fixture(scope="module")
+def linear_detector():
     """A linear decoder with Gaussian noise is factor analysis: log p(x_j | rest) has a closed form.
 
     The encoder is set to the decoder's exact posterior (of complete rows), so
-    that what is checked is the difference of the two scores, not the fit.
+    that what the tests check is the difference of two scores, not the fit.
+    Returns the detector, its rows in data space, and their mean and covariance.
     """
     X = _ppca_data(400, n_features=4, n_components=1, seed=5)
     od = VAEOutlierDetector(
@@ -93,14 +95,23 @@ def test_scores_of_a_linear_gaussian_model_are_its_exact_conditionals():
         n_importance_samples=1000, max_iter=3, random_state=0,
     ).fit(X[:300])
     _set_exact_posterior(od)
-    mean, cov = _fitted_moments(od)
-    rows = X[300:340]
-    exact = np.empty(rows.shape)
+    return od, X[300:340], *_fitted_moments(od)
+
+
+def _exact_conditionals(rows, mean, cov):
+    """log p(x_j | the row's other observed entries) of a Gaussian, NaN where x_j is missing."""
+    exact = np.full(rows.shape, np.nan)
     for j in range(rows.shape[1]):
         hidden = rows.copy()
         hidden[:, j] = np.nan
-        exact[:, j] = _marginal_log_density(rows, mean, cov) - _marginal_log_density(hidden, mean, cov)
-    np.testing.assert_allclose(od.score_features(rows), exact, rtol=0, atol=0.05)
+        observed = ~np.isnan(rows[:, j])
+        exact[observed, j] = (_marginal_log_density(rows, mean, cov) - _marginal_log_density(hidden, mean, cov))[observed]
+    return exact
+
+
+def test_scores_of_a_linear_gaussian_model_are_its_exact_conditionals(linear_detector):
+    od, rows, mean, cov = linear_detector
+    np.testing.assert_allclose(od.score_features(rows), _exact_conditionals(rows, mean, cov), rtol=0, atol=0.05)
 
 
 def test_scores_are_stable_across_draws_with_the_default_draws(detector, test_rows):
@@ -281,23 +292,12 @@ def test_reference_feature_scores_are_the_reference_rows_scores_from_their_own_p
     assert abs(np.median(difference)) < 0.01 and np.percentile(np.abs(difference), 90) < 0.2
 
 
-def test_reference_drops_of_a_linear_gaussian_model_are_its_exact_conditionals():
-    X = _ppca_data(400, n_features=4, n_components=1, seed=5)
-    od = VAEOutlierDetector(
-        n_components=1, hidden_layer_sizes=(), power_transform=False, training_noise=0.0,
-        n_importance_samples=1000, max_iter=3, random_state=0,
-    ).fit(X[:300])
-    _set_exact_posterior(od)
-    mean, cov = _fitted_moments(od)
-    rows = X[300:340].copy()
+def test_reference_drops_of_a_linear_gaussian_model_are_its_exact_conditionals(linear_detector):
+    od, rows, mean, cov = linear_detector
+    rows = rows.copy()
     rows[::5, 2] = np.nan
     rows[1, [0, 1, 2]] = np.nan  # one observed entry: hiding it leaves log p = 0
-    exact = np.full(rows.shape, np.nan)
-    for j in range(rows.shape[1]):
-        hidden = rows.copy()
-        hidden[:, j] = np.nan
-        observed = ~np.isnan(rows[:, j])
-        exact[observed, j] = (_marginal_log_density(rows, mean, cov) - _marginal_log_density(hidden, mean, cov))[observed]
+    exact = _exact_conditionals(rows, mean, cov)
     full, drops = reference_column_scores(od, rows)
     # The exact posterior of complete rows makes their IWAE exact; a row with
     # holes has a refined proposal, close to its exact posterior.
