@@ -51,7 +51,7 @@ def log_marginal(module, X, *, n_draws, seed, bound, device, kl_penalty=0.0):
 def column_log_marginals(module, X, *, n_draws, seed, bound, device):
     """Each row's log p(x_obs) and its drops when one column is hidden, from the row's own proposal.
 
-    Returns arrays of shapes (n,) and (n, n_features): the estimate of
+    X is a float ndarray of validated rows. Returns arrays of shapes (n,) and (n, n_features): the estimate of
     ``log_marginal`` (the same draws), and log p(x_obs) - log p(x_obs
     without x_j), NaN where x_j is missing (``VAEModule.column_log_marginals``).
     """
@@ -66,7 +66,7 @@ def column_log_marginals(module, X, *, n_draws, seed, bound, device):
     ).astype(np.float64)
     full = scores[:, 0]
     drops = full[:, None] - scores[:, 1:]
-    drops[np.isnan(np.asarray(X, dtype=np.float64))] = np.nan
+    drops[np.isnan(X)] = np.nan
     return full, drops
 
 

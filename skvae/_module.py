@@ -387,7 +387,7 @@ class VAEModule(nn.Module):
         # The row's log-Jacobian, less each column's share for the row without it.
         log_det = log_det.to(torch.float64)[:, None]
         value = value.view(n, n_features + 1) + torch.cat([log_det, log_det - layout.entry_log_det(x, self.data_map)], dim=-1)
+        # Entries left observed: the row's, then the row's without column j.
         observed = ~torch.isnan(x)
-        left = observed.sum(-1, keepdim=True) - observed.to(torch.long)  # entries left without column j
-        left = torch.cat([observed.sum(-1, keepdim=True), left], dim=-1)
-        return torch.where(left > 0, value, 0.0)
+        count = observed.sum(-1, keepdim=True)
+        return torch.where(torch.cat([count, count - observed.long()], dim=-1) > 0, value, 0.0)
