@@ -12,7 +12,7 @@ from ._net import build_net
 from ._params import check_scoring_parameters, check_settings, constraints, parameters
 from ._persistence import save_estimator
 from ._sklearn_compat import _fit_context
-from ._tabular import discrete_mask, model_columns
+from ._tabular import discrete_mask, model_columns, repeated_value_columns
 from ._threads import threads_for_fit
 from ._torch_utils import resolve_device
 from ._validation import _ReadsRows
@@ -374,7 +374,7 @@ class _BaseVAE(_ReadsRows):
             mask_input=missing,
         )
         check_support(X, likelihood, support, model["low"], model["high"])
-        discrete = self._discrete_mask()
+        discrete = self._discrete_mask(X, table, support)
         if any(discrete) and support != "real":
             raise ValueError(
                 "discrete_features needs a likelihood of real values for the continuous part of its "
@@ -386,8 +386,14 @@ class _BaseVAE(_ReadsRows):
         device = resolve_device(self.device)
         return build_net(config, device=device, learning_rate_init=self.learning_rate_init, seed=seed)
 
-    def _discrete_mask(self):
-        """``discrete_features`` over the columns the model reads."""
+    def _discrete_mask(self, X, table, support):
+        """``discrete_features`` over the columns the model reads: X, of schema ``table`` (None for an array).
+
+        ``'auto'`` lists the real columns that repeat values, and none when
+        the likelihood is not one of real values (``support``).
+        """
+        if isinstance(self.discrete_features, str):
+            return repeated_value_columns(X, table) if support == "real" else [False] * X.shape[1]
         return discrete_mask(self.discrete_features, self._schema(), self.n_features_in_, type(self).__name__)
 
     # -- scoring -----------------------------------------------------------------

@@ -241,8 +241,10 @@ indicator_ : MissingIndicator or None
             )
         return X[:, self._kept]
 
-    def _discrete_mask(self):
-        return [d for d, k in zip(super()._discrete_mask(), self._kept) if k]
+    def _discrete_mask(self, X, table, support):
+        mask = super()._discrete_mask(X, table, support)
+        # A list names the columns as passed; X holds those observed at fit.
+        return mask if isinstance(self.discrete_features, str) else [d for d, k in zip(mask, self._kept) if k]
 
     def _model_table(self):
         """The schema of the features the model reads: those observed at fit."""

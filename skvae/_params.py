@@ -67,12 +67,14 @@ likelihood and no ``bounds``; True needs a real-valued likelihood."""),
 Categorical columns, as in HistGradientBoostingClassifier: a boolean
 mask, indices or names; ``'from_dtype'``: a DataFrame's ``category``,
 ``bool`` and label columns; None: none (user guide, "Tabular data")."""),
-    Parameter("discrete_features", None, ["array-like", None], "array-like of {bool, int, str} or None", """\
+    Parameter("discrete_features", None, ["array-like", StrOptions({"auto"}), None],
+              "array-like of {bool, int, str}, 'auto' or None", """\
 Real columns whose frequent values (seen 10 times or more in the rows of
 the first fit or partial_fit) each get a probability of their own, a mass
 beside the column's density: codes, caps, zeros, or indicators stored as
-floats. A boolean mask, indices or names; None: none (user guide,
-"Tabular data")."""),
+floats. A boolean mask, indices or names; ``'auto'``: the real columns
+nearly all on at most 32 frequent values, or half on one value; None: none
+(user guide, "Tabular data")."""),
     Parameter("handle_unknown", "error", [StrOptions({"error", "ignore", "warn"})],
               "{'error', 'ignore', 'warn'}", """\
 What a category unseen in fit does: ``'error'`` raises a ValueError,

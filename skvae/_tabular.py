@@ -50,6 +50,36 @@ def frequent_values(column):
     return [float(v) for v in values]
 
 
+# discrete_features='auto' lists a real column that repeats values: one whose
+# frequent values are few (at most AUTO_MAX_FREQUENT) and hold nearly all of
+# its observed entries (codes, indicators, small counts), or one whose most
+# frequent value alone holds half of them (zeros beside an amount, a cap). A
+# measurement rounded to a grid is not listed unless it is nearly all on a few
+# values: its many frequent values would each need a probability learnt from
+# few rows. Read from at most AUTO_MAX_ROWS rows, evenly spaced.
+AUTO_MAX_FREQUENT = 32
+AUTO_FREQUENT_SHARE = 0.9
+AUTO_TOP_SHARE = 0.5
+AUTO_MAX_ROWS = 100_000
+
+
+def repeats_values(column):
+    """Whether a real column (NaN missing) repeats values in the sense of ``discrete_features='auto'``."""
+    _, counts = np.unique(column[~np.isnan(column)], return_counts=True)
+    if not len(counts):
+        return False
+    frequent = counts[counts >= MIN_SPIKE_COUNT]
+    few = len(frequent) <= AUTO_MAX_FREQUENT and frequent.sum() >= AUTO_FREQUENT_SHARE * counts.sum()
+    return bool(few or counts.max() >= AUTO_TOP_SHARE * counts.sum())
+
+
+def repeated_value_columns(X, table):
+    """``discrete_features='auto'`` resolved over the columns of X (a table's codes, or an array): its real columns that repeat values."""
+    kinds = [REAL] * X.shape[1] if table is None else table.kinds
+    rows = X[:: -(-len(X) // AUTO_MAX_ROWS)] if len(X) > AUTO_MAX_ROWS else X
+    return [kind == REAL and repeats_values(np.asarray(rows[:, j], dtype=np.float64)) for j, kind in enumerate(kinds)]
+
+
 def model_columns(table, X, discrete=None):
     """The module's ``columns`` for a table's codes X, and the numeric columns of X that its data map reads.
 

@@ -327,7 +327,7 @@ INVALID_PARAMETERS = [
     ("missing_values", "NA"), ("missing_values", [1]), ("add_indicator", "no"),
     ("keep_empty_features", 2), ("sample_posterior", "yes"),
     ("categorical_features", "auto"), ("categorical_features", 3), ("handle_unknown", "raise"),
-    ("discrete_features", "auto"), ("discrete_features", 3),
+    ("discrete_features", "all"), ("discrete_features", 3),
 ]
 
 

@@ -12,6 +12,7 @@ from torch.distributions import Normal
 from skvae import VAEDensityEstimator, VAEImputer, VAEOutlierDetector, VAETransformer
 from skvae._layout import TableLayout
 from skvae._likelihoods import TableRows
+from skvae._tabular import repeated_value_columns, repeats_values
 
 FAST = dict(hidden_layer_sizes=(32,), n_components=2, max_iter=15, n_importance_samples=20, random_state=0)
 
@@ -133,3 +134,105 @@ def test_names_select_columns_of_a_frame_and_the_model_survives_pickling():
 def test_bad_discrete_features_raise_a_value_error_naming_the_problem(kwargs, X, match):
     with pytest.raises(ValueError, match=match):
         VAEDensityEstimator(**{**FAST, **kwargs}).fit(X)
+
+
+# -- discrete_features='auto' ---------------------------------------------------------
+
+
+def _column(counts, continuous=0, seed=0):
+    """A shuffled column holding value i counts[i] times, then `continuous` distinct draws from U(100, 200), and 3 NaN."""
+    rng = np.random.default_rng(seed)
+    values = np.r_[np.repeat(np.arange(len(counts), dtype=float), counts), rng.uniform(100, 200, continuous), [np.nan] * 3]
+    return rng.permutation(values)
+
+
+@pytest.mark.parametrize(
+    "column, listed",
+    [
+        pytest.param(_column([300, 100]), True, id="indicator stored as floats"),
+        pytest.param(_column([200], continuous=200), True, id="zeros on half the rows, an amount on the rest"),
+        pytest.param(_column([199], continuous=201), False, id="zeros on just under half, an amount on the rest"),
+        pytest.param(_column([12] * 32), True, id="32 codes, each frequent"),
+        pytest.param(_column([12] * 33), False, id="33 codes, each frequent"),
+        pytest.param(_column([12] * 30, continuous=40), True, id="frequent codes on 90% of the rows"),
+        pytest.param(_column([12] * 30, continuous=41), False, id="frequent codes on under 90% of the rows"),
+        pytest.param(_column([9] * 20), False, id="20 values seen 9 times each: a rounded measurement"),
+        pytest.param(_column([], continuous=400), False, id="continuous"),
+        pytest.param(np.full(20, np.nan), False, id="no observed entry"),
+    ],
+)
+def test_auto_lists_a_column_nearly_all_on_few_frequent_values_or_half_on_one(column, listed):
+    assert repeats_values(column) is listed
+
+
+def _mixed(n=400, seed=0):
+    """Zeros on 60% of the rows and an amount, 0/1, continuous, 24 codes, and one rounded to 0.1 (about 60 values)."""
+    rng = np.random.default_rng(seed)
+    amount = np.where(rng.uniform(size=n) < 0.6, 0.0, rng.normal(2.0, 1.0, n))
+    flag = rng.integers(0, 2, n).astype(float)
+    codes = rng.integers(0, 24, n).astype(float)
+    rounded = np.round(rng.normal(0.0, 1.0, n), 1)
+    return np.c_[amount, flag, amount + flag + rng.normal(size=n), codes, rounded]
+
+
+def test_auto_fits_the_model_of_the_columns_it_lists():
+    """'auto' lists the spiked, binary and code columns of an array, not the continuous or rounded ones, and fits that model."""
+    X = _mixed()
+    auto = VAEDensityEstimator(discrete_features="auto", **FAST).fit(X)
+    listed = VAEDensityEstimator(discrete_features=[0, 1, 3], **FAST).fit(X)
+    np.testing.assert_array_equal(auto.net_.module_.layout.spike_table.numpy(), listed.net_.module_.layout.spike_table.numpy())
+    np.testing.assert_array_equal(auto.score_samples(X), listed.score_samples(X))
+
+
+def test_auto_lists_the_imputers_columns_after_an_empty_one_is_dropped():
+    """The imputer decides on the columns observed at fit: the same spikes as listing the user's columns 1 and 2."""
+    X = _mixed()[:, :3]
+    with_empty = np.c_[np.full(len(X), np.nan), X]
+    auto = VAEImputer(discrete_features="auto", **FAST).fit(with_empty)
+    listed = VAEImputer(discrete_features=[1, 2], **FAST).fit(with_empty)
+    np.testing.assert_array_equal(auto.net_.module_.layout.spike_table.numpy(), listed.net_.module_.layout.spike_table.numpy())
+    np.testing.assert_array_equal(auto.transform(with_empty), listed.transform(with_empty))
+
+
+def test_auto_lists_only_the_real_columns_of_a_table():
+    """A categorical column of few levels is not listed (listing it raises), an integer one keeps its own frequent values."""
+    X = _mixed()
+    frame = pd.DataFrame({
+        "amount": X[:, 0], "flag": X[:, 1], "score": X[:, 2],
+        "kind": pd.Categorical(np.where(X[:, 1] > 0, "a", "b")), "count": (X[:, 2] > 0).astype(np.int64),
+    })
+    auto = VAEDensityEstimator(discrete_features="auto", **FAST).fit(frame)
+    listed = VAEDensityEstimator(discrete_features=["amount", "flag"], **FAST).fit(frame)
+    np.testing.assert_array_equal(auto.net_.module_.layout.spike_table.numpy(), listed.net_.module_.layout.spike_table.numpy())
+    # The category's codes (0 and 1) repeat too, but it is no real column.
+    codes = auto._table.encode(frame)
+    assert repeated_value_columns(codes, auto._table) == [True, True, False, False, False]
+
+
+def test_auto_lists_nothing_for_a_likelihood_of_other_values():
+    """With a Bernoulli likelihood 'auto' is no list (an explicit list raises, above), and the model is the plain one."""
+    X = (_mixed() > 0).astype(float)
+    auto = VAEDensityEstimator(discrete_features="auto", likelihood="bernoulli", **FAST).fit(X)
+    plain = VAEDensityEstimator(likelihood="bernoulli", **FAST).fit(X)
+    np.testing.assert_array_equal(auto.score_samples(X), plain.score_samples(X))
+
+
+def test_auto_reads_a_memory_mapped_array(tmp_path):
+    X = _mixed()
+    mapped = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float64, shape=X.shape)
+    mapped[:] = X
+    mapped.flush()
+    auto = VAEDensityEstimator(discrete_features="auto", **FAST).fit(np.load(tmp_path / "X.npy", mmap_mode="r"))
+    listed = VAEDensityEstimator(discrete_features=[0, 1, 3], **FAST).fit(X)
+    np.testing.assert_array_equal(auto.net_.module_.layout.spike_table.numpy(), listed.net_.module_.layout.spike_table.numpy())
+
+
+def test_auto_decides_on_evenly_spaced_rows_of_a_long_array(monkeypatch):
+    """Past AUTO_MAX_ROWS rows the rule reads every k-th row: a column continuous in its first half, 0 in its second, is listed."""
+    import skvae._tabular
+
+    monkeypatch.setattr(skvae._tabular, "AUTO_MAX_ROWS", 100)
+    rng = np.random.default_rng(0)
+    column = np.r_[rng.normal(size=200), np.zeros(200)]
+    X = np.c_[column, rng.normal(size=400)]
+    assert repeated_value_columns(X, None) == [True, False]
