@@ -12,7 +12,7 @@ from ._net import build_net
 from ._params import check_scoring_parameters, check_settings, constraints, parameters
 from ._persistence import save_estimator
 from ._sklearn_compat import _fit_context
-from ._tabular import discrete_mask, model_columns, repeated_value_columns
+from ._tabular import AUTO_VALUE_SHARE, discrete_mask, model_columns, repeated_value_columns
 from ._threads import threads_for_fit
 from ._torch_utils import resolve_device
 from ._validation import _ReadsRows
@@ -380,7 +380,8 @@ class _BaseVAE(_ReadsRows):
                 "discrete_features needs a likelihood of real values for the continuous part of its "
                 f"columns ('auto', 'gaussian' or 'gaussian_mixture'), got likelihood={likelihood!r}."
             )
-        config["columns"], numeric = model_columns(table, X, discrete)
+        min_share = AUTO_VALUE_SHARE if isinstance(self.discrete_features, str) else 0.0
+        config["columns"], numeric = model_columns(table, X, discrete, min_share)
         if support == "real" and numeric.shape[1]:
             config["data_map"] = fit_data_map(numeric, low=model["low"], high=model["high"], power=model["power"])
         device = resolve_device(self.device)

@@ -40,10 +40,13 @@ MIN_SPIKE_COUNT = 10
 MAX_SPIKES = 256
 
 
-def frequent_values(column):
-    """The values of a column (NaN missing) seen at least ``MIN_SPIKE_COUNT`` times, sorted; at most ``MAX_SPIKES``."""
+def frequent_values(column, min_share=0.0):
+    """The values of a column (NaN missing) seen at least ``MIN_SPIKE_COUNT`` times, sorted; at most ``MAX_SPIKES``.
+
+    With ``min_share``, only those that also hold that share of the observed entries.
+    """
     values, counts = np.unique(column[~np.isnan(column)], return_counts=True)
-    keep = counts >= MIN_SPIKE_COUNT
+    keep = (counts >= MIN_SPIKE_COUNT) & (counts >= min_share * counts.sum())
     values, counts = values[keep], counts[keep]
     if len(values) > MAX_SPIKES:
         values = np.sort(values[np.argsort(-counts, kind="stable")[:MAX_SPIKES]])
@@ -55,12 +58,15 @@ def frequent_values(column):
 # its observed entries (codes, indicators, small counts), or one whose most
 # frequent value alone holds half of them (zeros beside an amount, a cap). A
 # measurement rounded to a grid is not listed unless it is nearly all on a few
-# values: its many frequent values would each need a probability learnt from
-# few rows. Read from at most AUTO_MAX_ROWS rows, evenly spaced.
+# values. Read from at most AUTO_MAX_ROWS rows, evenly spaced. A listed
+# column's values that hold at least AUTO_VALUE_SHARE of its entries get a
+# mass, not every frequent one: the levels of an intensity (a pixel's 0 to 16)
+# or the rare amounts beside the zeros are left to the density.
 AUTO_MAX_FREQUENT = 32
 AUTO_FREQUENT_SHARE = 0.9
 AUTO_TOP_SHARE = 0.5
 AUTO_MAX_ROWS = 100_000
+AUTO_VALUE_SHARE = 0.05
 
 
 def repeats_values(column):
@@ -80,22 +86,24 @@ def repeated_value_columns(X, table):
     return [kind == REAL and repeats_values(np.asarray(rows[:, j], dtype=np.float64)) for j, kind in enumerate(kinds)]
 
 
-def model_columns(table, X, discrete=None):
+def model_columns(table, X, discrete=None, min_share=0.0):
     """The module's ``columns`` for a table's codes X, and the numeric columns of X that its data map reads.
 
     An array (``table`` None) is a table of real columns, read in place (a
     memory-mapped X is not loaded; only its ``discrete`` columns are read).
     Integer columns, and the real ones where ``discrete`` (a boolean list
-    over the columns) holds, get their frequent values.
+    over the columns) holds, get their frequent values; the latter only
+    those holding ``min_share`` of their entries.
     """
     discrete = discrete or [False] * X.shape[1]
     if table is None:
         n = X.shape[1]
-        spikes = [frequent_values(np.asarray(X[:, j], dtype=np.float64)) if discrete[j] else [] for j in range(n)]
+        spikes = [frequent_values(np.asarray(X[:, j], dtype=np.float64), min_share) if discrete[j] else [] for j in range(n)]
         return {"kinds": [REAL] * n, "n_levels": [0] * n, "spikes": spikes}, X
     X = np.asarray(X)
     spikes = [
-        frequent_values(X[:, j]) if kind == INTEGER or discrete[j] else [] for j, kind in enumerate(table.kinds)
+        frequent_values(X[:, j]) if kind == INTEGER else frequent_values(X[:, j], min_share) if discrete[j] else []
+        for j, kind in enumerate(table.kinds)
     ]
     numeric = [j for j, kind in enumerate(table.kinds) if kind != CATEGORICAL]
     columns = {"kinds": table.kinds, "n_levels": table.n_levels, "spikes": spikes}
