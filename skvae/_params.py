@@ -74,7 +74,8 @@ the first fit or partial_fit) each get a probability of their own, a mass
 beside the column's density: codes, caps, zeros, or indicators stored as
 floats. A boolean mask, indices or names; ``'auto'``: the real columns
 nearly all on at most 32 frequent values, or half on one value, a mass for
-each value on 5% of the rows; None: none (user guide, "Tabular data")."""),
+each value on 5% of their observed entries; None: none (user guide,
+"Tabular data")."""),
     Parameter("handle_unknown", "error", [StrOptions({"error", "ignore", "warn"})],
               "{'error', 'ignore', 'warn'}", """\
 What a category unseen in fit does: ``'error'`` raises a ValueError,

@@ -71,7 +71,8 @@ AUTO_VALUE_SHARE = 0.05
 
 def repeats_values(column):
     """Whether a real column (NaN missing) repeats values in the sense of ``discrete_features='auto'``."""
-    _, counts = np.unique(column[~np.isnan(column)], return_counts=True)
+    # Counted in float32, the precision at which the model matches values.
+    _, counts = np.unique(column[~np.isnan(column)].astype(np.float32), return_counts=True)
     if not len(counts):
         return False
     frequent = counts[counts >= MIN_SPIKE_COUNT]
@@ -90,7 +91,8 @@ def model_columns(table, X, discrete=None, min_share=0.0):
     """The module's ``columns`` for a table's codes X, and the numeric columns of X that its data map reads.
 
     An array (``table`` None) is a table of real columns, read in place (a
-    memory-mapped X is not loaded; only its ``discrete`` columns are read).
+    memory-mapped X is not loaded; only its ``discrete`` columns are read here,
+    and ``repeated_value_columns`` reads every column of its sampled rows).
     Integer columns, and the real ones where ``discrete`` (a boolean list
     over the columns) holds, get their frequent values; the latter only
     those holding ``min_share`` of their entries.

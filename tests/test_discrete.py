@@ -12,7 +12,7 @@ from torch.distributions import Normal
 from skvae import VAEDensityEstimator, VAEImputer, VAEOutlierDetector, VAETransformer
 from skvae._layout import TableLayout
 from skvae._likelihoods import TableRows
-from skvae._tabular import repeated_value_columns, repeats_values
+from skvae._tabular import frequent_values, repeated_value_columns, repeats_values
 
 FAST = dict(hidden_layer_sizes=(32,), n_components=2, max_iter=15, n_importance_samples=20, random_state=0)
 
@@ -235,11 +235,27 @@ def test_auto_reads_a_memory_mapped_array(tmp_path):
 
 
 def test_auto_decides_on_evenly_spaced_rows_of_a_long_array(monkeypatch):
-    """Past AUTO_MAX_ROWS rows the rule reads every k-th row: a column continuous in its first half, 0 in its second, is listed."""
+    """Past AUTO_MAX_ROWS rows the rule reads every k-th row: a column 0 on every 4th row is listed from every 4th row only."""
     import skvae._tabular
 
-    monkeypatch.setattr(skvae._tabular, "AUTO_MAX_ROWS", 100)
     rng = np.random.default_rng(0)
-    column = np.r_[rng.normal(size=200), np.zeros(200)]
+    column = rng.normal(size=400)
+    column[::4] = 0.0  # 25% of all rows: not listed when every row is read
     X = np.c_[column, rng.normal(size=400)]
+    assert repeated_value_columns(X, None) == [False, False]
+    monkeypatch.setattr(skvae._tabular, "AUTO_MAX_ROWS", 100)
     assert repeated_value_columns(X, None) == [True, False]
+
+
+def test_auto_counts_values_at_the_precision_the_model_matches_them():
+    """0.3 and 0.1 * 3 differ in float64 but are one float32 value: together on half the rows, the column is listed."""
+    rng = np.random.default_rng(0)
+    column = np.r_[np.full(150, 0.3), np.full(150, 0.1 * 3), rng.normal(size=300)]
+    assert repeats_values(column) and repeats_values(column.astype(np.float32))
+
+
+def test_a_value_on_exactly_the_share_gets_a_mass_and_one_just_under_does_not():
+    """Of 400 entries, 7.0 on 20 (5%) is kept, 8.0 on 19 (seen 10 times or more, but under 5%) is not."""
+    column = np.r_[np.full(20, 7.0), np.full(19, 8.0), np.linspace(100.0, 200.0, 361)]
+    assert frequent_values(column, 0.05) == [7.0]
+    assert frequent_values(column) == [7.0, 8.0]
