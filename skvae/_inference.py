@@ -217,7 +217,7 @@ def _impute_rows(module, x, eps, refine_eps, generator, k_chunk):
     # the outer axis splits among threads in a way that changes its rounding.
     row_weights = torch.softmax(log_w.double().T.contiguous(), dim=-1)
     k = torch.multinomial(row_weights, 1, generator=generator)[:, 0]
-    return px.base_dist.draw(module.data_map, generator=generator)[k, torch.arange(len(k))]
+    return px.base_dist.draw(module.data_map, generator=generator, clip=True)[k, torch.arange(len(k))]
 
 
 def data_space_mean(px, data_map):
@@ -226,7 +226,10 @@ def data_space_mean(px, data_map):
     For an affine data map (standardisation alone) the mean maps through
     exactly; through a nonlinear one (the logit of ``bounds``, the power
     transform) it is E[f^-1(y)] by Gauss-Hermite quadrature for Gaussian
-    (and mixture of Gaussians) decoders, exact to far below their scale.
+    (and mixture of Gaussians) decoders, exact to far below their scale. The
+    power transform's values are held within the range it was fitted on
+    (``DataMap.inverse``'s ``clip``): past it the mean would be that of the
+    map's near-flat tangent, not of the data.
     """
     if set(data_map.kinds) <= {"standardise"}:
         return data_map.inverse(px.mean)
@@ -240,7 +243,7 @@ def data_space_mean(px, data_map):
     dims = y.dim()
     feature_axis = dims - 3 if mixture else dims - 2
     moved = y.movedim(feature_axis, -1)
-    values = data_map.inverse(moved).movedim(-1, feature_axis)
+    values = data_map.inverse(moved, clip=True).movedim(-1, feature_axis)
     mean = (values * weights).sum(-1) / np.sqrt(np.pi)
     if mixture:
         mean = (base.mixture_distribution.probs.double() * mean).sum(-1)

@@ -273,10 +273,10 @@ class TableRows(Distribution):
             return numeric_mean
         return torch.cat([numeric_mean, self.log_probs.double().exp()], dim=-1)
 
-    def draw(self, data_map, sample_shape=torch.Size(), generator=None):
-        """Table codes drawn from p(x|z), float64 of shape (*sample_shape, ..., n_columns)."""
+    def draw(self, data_map, sample_shape=torch.Size(), generator=None, clip=False):
+        """Table codes drawn from p(x|z), float64 of shape (*sample_shape, ..., n_columns); ``clip`` as ``DataMap.inverse``."""
         layout = self.layout
-        numeric = data_map.inverse(draw_real(self.numeric, sample_shape, generator))
+        numeric = data_map.inverse(draw_real(self.numeric, sample_shape, generator), clip=clip)
         spikes = layout.spikes
         if spikes.n_blocks:
             probs = self.spike_log_probs.exp().expand(*sample_shape, *self.spike_log_probs.shape)

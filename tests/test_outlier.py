@@ -13,8 +13,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skvae import VAEDensityEstimator, VAEOutlierDetector, VAETransformer
+from skvae import VAEDensityEstimator, VAEImputer, VAEOutlierDetector, VAETransformer
 from skvae._callbacks import TrainingNoise
+from skvae._transforms import YeoJohnsonTransform
 
 FAST = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=10, n_importance_samples=8)
 
@@ -226,6 +227,65 @@ def test_power_transform_continues_linearly_beyond_the_training_range():
     np.testing.assert_allclose(np.diff(log_det.numpy()), 0, atol=1e-12)
     # Far rows are scored, in a range the model can handle.
     assert np.all(np.isfinite(od.score_samples(far.numpy())))
+
+
+def test_the_clipped_inverse_holds_values_at_the_ends_and_leaves_the_density_alone():
+    # A flat upper end (exponent -8): past f(high) the tangent's inverse runs far beyond the data.
+    lambdas, low, high = (torch.tensor([v], dtype=torch.float64) for v in (-8.0, -0.5, 20.0))
+    free, clipped = YeoJohnsonTransform(lambdas, low, high), YeoJohnsonTransform(lambdas, low, high, clip=True)
+    u = torch.tensor([[-3.0], [-0.5], [0.0], [5.0], [20.0], [40.0]], dtype=torch.float64)
+    y = free(u)
+    torch.testing.assert_close(clipped(u), y)
+    torch.testing.assert_close(clipped.log_abs_det_jacobian(u, y), free.log_abs_det_jacobian(u, y))
+    inside = slice(1, 5)
+    torch.testing.assert_close(clipped.inv(y[inside]), u[inside], rtol=1e-5, atol=1e-9)
+    past = y[-1:] + torch.tensor([[1e-3]], dtype=torch.float64)
+    assert free.inv(past).item() > 1e6
+    # At the ends to round-off: the flat end's inverse is that sensitive.
+    assert clipped.inv(past).item() == pytest.approx(20.0, rel=1e-5)
+    assert clipped.inv(y[:1] - 1.0).item() == pytest.approx(-0.5, rel=1e-9)
+
+
+def _long_right_tail(seed=0, n=600):
+    """A column exp(2 z) tied to a normal z, its largest value 5x farther: its exponent is about -14."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    X = np.column_stack([z, np.exp(2.0 * z + 0.3 * rng.normal(size=n)), rng.normal(size=n)])
+    X[np.argmax(X[:, 1]), 1] *= 5
+    return X
+
+
+def _handed_back(kind, X):
+    settings = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=20, n_importance_samples=50, random_state=0)
+    if kind in ("imputed means", "imputed draws"):
+        holes = np.random.default_rng(1).uniform(size=X.shape) < 0.2
+        holes[:, 0] = False
+        X_missing = np.where(holes, np.nan, X)
+        imputer = VAEImputer(power_transform=True, sample_posterior=kind == "imputed draws", **settings)
+        return imputer.fit(X_missing).transform(X_missing)[holes.any(axis=1)]
+    if kind == "reconstructions":
+        transformer = VAETransformer(power_transform=True, **settings).fit(X)
+        return transformer.inverse_transform(transformer.transform(X))
+    explained = VAEOutlierDetector(**settings).fit(X).explain(X[:100], n_top=3)
+    expected = np.full((len(explained), X.shape[1]), np.nan)
+    columns = explained["column"].str[1:].astype(int).to_numpy()
+    expected[np.arange(len(columns)), columns] = explained["expected"].astype(float)
+    return expected
+
+
+@pytest.mark.parametrize("kind", ["imputed means", "imputed draws", "reconstructions", "expected values"])
+def test_values_handed_back_through_a_flat_power_map_stay_within_the_training_range(kind):
+    # Through the flat upper end of the power map the model's little mass past the
+    # data's largest value maps 1e17 to 1e19 units beyond it (inf in float64) when
+    # followed along the tangent; means, imputations and reconstructions are held
+    # within the range the map was fitted on.
+    X = _long_right_tail()
+    values = _handed_back(kind, X)
+    for j in range(X.shape[1]):
+        column = values[:, j][~np.isnan(values[:, j])]
+        assert len(column) and np.all(np.isfinite(column))
+        if j == 1:
+            assert column.min() >= X[:, j].min() and column.max() <= X[:, j].max()
 
 
 @pytest.mark.parametrize("params, on", [
