@@ -31,7 +31,9 @@ so that different ``random_state`` give multiple imputations."""),
 
 # Chosen by imputation RMSE on breast cancer, wine, fault and yeast (20% and
 # 50% MCAR, two seeds), with at most 200 epochs; see the class Notes.
-_PARAMETERS = parameters(own=_OWN, n_importance_samples=1000, learning_rate_init=1e-3, max_iter=200)
+_PARAMETERS = parameters(
+    own=_OWN, n_importance_samples=1000, learning_rate_init=1e-3, max_iter=200, discrete_features="auto"
+)
 
 
 @register
@@ -67,8 +69,10 @@ class VAEImputer(_BaseVAE, TransformerMixin, BaseEstimator):
     The defaults, chosen by imputation error, differ from the shared ones:
     one Gaussian per feature, IWAE_20 training as in MIWAE (an encoder that
     sees part of a row is less exact, and the tighter bound forgives it), a
-    step of 1e-3 and 1,000 draws per imputation; a fit takes about four
-    times as long (user guide, "Missing values").
+    step of 1e-3 and 1,000 draws per imputation, and real columns that
+    repeat values (codes, zeros, small counts) listed by
+    ``discrete_features='auto'``; a fit takes about four times as long
+    (user guide, "Missing values").
 
 {score_notes}
 
@@ -111,7 +115,7 @@ indicator_ : MissingIndicator or None
         bounds=None,
         power_transform=False,
         categorical_features="from_dtype",
-        discrete_features=None,
+        discrete_features="auto",
         handle_unknown="error",
         beta=1.0,
         training_noise=0.0,
