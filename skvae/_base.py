@@ -241,6 +241,12 @@ class _BaseVAE(_ReadsRows):
             Rows in data space; fitted on a pandas DataFrame, a DataFrame
             with its columns, dtypes and category sets (integer columns
             stay integers, categorical ones hold their levels).
+
+        Notes
+        -----
+        The draws are the model's, tails included: through the power
+        transform, unlike means and imputations, they are not held within
+        the training range (user guide, "The model").
         """
         check_is_fitted(self)
         check_n_samples(n_samples)

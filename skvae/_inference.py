@@ -226,7 +226,8 @@ def data_space_mean(px, data_map):
     For an affine data map (standardisation alone) the mean maps through
     exactly; through a nonlinear one (the logit of ``bounds``, the power
     transform) it is E[f^-1(y)] by Gauss-Hermite quadrature for Gaussian
-    (and mixture of Gaussians) decoders, exact to far below their scale. The
+    (and mixture of Gaussians) decoders, exact to far below their scale
+    (the mean of the clipped value, below). The
     power transform's values are held within the range it was fitted on
     (``DataMap.inverse``'s ``clip``): past it the mean would be that of the
     map's near-flat tangent, not of the data.

@@ -276,16 +276,17 @@ def _handed_back(kind, X):
 @pytest.mark.parametrize("kind", ["imputed means", "imputed draws", "reconstructions", "expected values"])
 def test_values_handed_back_through_a_flat_power_map_stay_within_the_training_range(kind):
     # Through the flat upper end of the power map the model's little mass past the
-    # data's largest value maps 1e17 to 1e19 units beyond it (inf in float64) when
-    # followed along the tangent; means, imputations and reconstructions are held
-    # within the range the map was fitted on.
+    # data's largest value maps 1e17 to 1e19 units beyond it when followed along
+    # the tangent; means, imputations and reconstructions are held within the range
+    # the map was fitted on (to round-off: the ends pass through the standardisation).
     X = _long_right_tail()
     values = _handed_back(kind, X)
     for j in range(X.shape[1]):
         column = values[:, j][~np.isnan(values[:, j])]
         assert len(column) and np.all(np.isfinite(column))
         if j == 1:
-            assert column.min() >= X[:, j].min() and column.max() <= X[:, j].max()
+            low, high = X[:, j].min(), X[:, j].max()
+            assert column.min() >= low - 1e-9 * abs(low) and column.max() <= high * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("params, on", [
