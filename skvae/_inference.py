@@ -226,11 +226,11 @@ def data_space_mean(px, data_map):
     For an affine data map (standardisation alone) the mean maps through
     exactly; through a nonlinear one (the logit of ``bounds``, the power
     transform) it is E[f^-1(y)] by Gauss-Hermite quadrature for Gaussian
-    (and mixture of Gaussians) decoders, exact to far below their scale
-    (the mean of the clipped value, below). The
-    power transform's values are held within the range it was fitted on
-    (``DataMap.inverse``'s ``clip``): past it the mean would be that of the
-    map's near-flat tangent, not of the data.
+    (and mixture of Gaussians) decoders, exact to far below their scale.
+    f^-1 holds the power transform's values within the range it was fitted
+    on (``DataMap.inverse``'s ``clip``), so this is the mean of the clipped
+    value: past that range the map's near-flat tangent would make it the
+    mean of the extrapolation, not of the data.
     """
     if set(data_map.kinds) <= {"standardise"}:
         return data_map.inverse(px.mean)
