@@ -344,7 +344,9 @@ def test_detector_feature_drops_are_the_reference_rows_scored_without_that_featu
 def test_imputer_defaults_are_its_own_and_the_rest_shared():
     # The imputer's defaults were chosen by imputation error with these
     # values (the class Notes); every other parameter is the shared one.
-    own = dict(n_importance_samples=1000, learning_rate_init=1e-3, max_iter=200, discrete_features="auto")
+    own = dict(
+        n_importance_samples=1000, learning_rate_init=1e-3, max_iter=200, discrete_features="auto", early_stopping=False
+    )
     params, shared = VAEImputer().get_params(), VAEDensityEstimator().get_params()
     assert {k: params[k] for k in own} == own
     assert {k: v for k, v in params.items() if k not in own and k in shared} == {
