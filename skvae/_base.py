@@ -1,6 +1,9 @@
 """_BaseVAE: what the estimators share. A fit reads as validate -> resolve -> train -> copy."""
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -9,7 +12,7 @@ from ._data import check_n_samples, check_observed, check_support, fit_data_map,
 from ._engine import TrainingOptions, summarize, train
 from ._likelihoods import LIKELIHOODS
 from ._net import build_net
-from ._params import check_scoring_parameters, check_settings, constraints, parameters
+from ._params import USED_VARIANCE, check_scoring_parameters, check_settings, constraints, parameters
 from ._persistence import save_estimator
 from ._sklearn_compat import _fit_context
 from ._tabular import AUTO_VALUE_SHARE, discrete_mask, model_columns, repeated_value_columns
@@ -315,10 +318,33 @@ class _BaseVAE(_ReadsRows):
         if fresh:
             self._seed = seed
         options = TrainingOptions(**settings.training, seed=seed, missing=missing, threads=threads)
-        candidates = settings.likelihoods or [None]
+        model = settings.model
+        if settings.first_epochs:
+            # n_components='auto': a short first fit, without the user's callbacks,
+            # counts the latent dimensions the encoder uses; the fit proper
+            # starts anew with that many, on the same rows and seed.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                first, _ = self._train(
+                    X, seed, model, missing, settings.likelihoods,
+                    options._replace(max_epochs=settings.first_epochs, callbacks=()),
+                )
+            used = _inference.used_components(first.module_, X, device=first.device, min_variance=USED_VARIANCE)
+            model = {**model, "n_components": used}
+        self._copy_fitted(*self._train(X, seed, model, missing, settings.likelihoods, options), X)
+
+    def _train(self, X, seed, model, missing, likelihoods, options):
+        """Train a new net for each likelihood (or the fitted one for none) and return the best (net, summary).
+
+        Every candidate is trained on the same rows and validated on the same
+        held-out rows, with the same seed. If training fails, the best net so
+        far (or the interrupted one's completed epochs) becomes the fitted
+        model before the exception propagates.
+        """
+        candidates = likelihoods or [None]
         best = failure = None
         for likelihood in candidates:
-            net = self.net_ if likelihood is None else self._new_net(X, seed, settings.model, missing, likelihood)
+            net = self.net_ if likelihood is None else self._new_net(X, seed, model, missing, likelihood)
             try:
                 summary = train(net, X, options)
             except BaseException as exc:
@@ -329,15 +355,13 @@ class _BaseVAE(_ReadsRows):
                 if best is not None:
                     self._copy_fitted(*best, X)
                 elif len(net.history):
-                    self._keep_completed(net, X, options.early_stopping, fresh=fresh)
+                    self._keep_completed(net, X, options.early_stopping, fresh=likelihood is not None)
                 raise
-            # Every candidate is trained on the same rows and validated on the
-            # same held-out rows, with the same seed.
             if best is None or summary.best_validation_score > best[1].best_validation_score:
                 best = net, summary
         if best is None:
             raise failure
-        self._copy_fitted(*best, X)
+        return best
 
     def _keep_completed(self, net, X, early_stopping, *, fresh):
         """After an interrupt: the completed epochs are the model; an error here never hides the interrupt."""
@@ -356,9 +380,10 @@ class _BaseVAE(_ReadsRows):
         self._after_fit(X)
 
     def _set_net(self, net):
-        """Set the fitted model, ``net_``, and what is read off it: ``likelihood_``."""
+        """Set the fitted model, ``net_``, and what is read off it: ``likelihood_``, ``n_components_``."""
         self.net_ = net
         self.likelihood_ = net.module_.arguments["likelihood"]
+        self.n_components_ = net.module_.n_components
 
     def _after_fit(self, X):
         """What a subclass sets from the fitted model and its training data (nothing here)."""
@@ -375,7 +400,7 @@ class _BaseVAE(_ReadsRows):
         support = LIKELIHOODS[likelihood].support
         table = self._model_table()
         config = dict(
-            n_features=X.shape[1], n_components=self.n_components, hidden_layer_sizes=model["hidden_layer_sizes"],
+            n_features=X.shape[1], n_components=model["n_components"], hidden_layer_sizes=model["hidden_layer_sizes"],
             activation=self.activation, likelihood=likelihood, n_mixture_components=self.n_mixture_components,
             mask_input=missing,
         )

@@ -24,6 +24,9 @@ feature_names_in_ : ndarray of shape (`n_features_in_`,)
 likelihood_ : str
     The likelihood of the fitted model, ``'auto'`` resolved.
 
+n_components_ : int
+    The latent dimension of the fitted model, ``'auto'`` resolved.
+
 n_iter_ : int
     Number of epochs run, over all calls to fit and partial_fit.
 

@@ -89,6 +89,17 @@ def posterior_mean(module, X, *, device):
     return Z.reshape(len(X), module.n_components)
 
 
+def used_components(module, X, *, device, min_variance):
+    """How many latent dimensions the encoder uses on X: those whose E[z | x]
+    varies over the rows by a variance above ``min_variance`` (at least 1).
+
+    A dimension the data do not need collapses onto the prior: q(z|x) is
+    N(0, 1) for every row, so its mean does not vary.
+    """
+    Z = posterior_mean(module, X, device=device).astype(np.float64)
+    return max(1, int((Z.var(axis=0) > min_variance).sum()))
+
+
 def decoder_mean(module, Z, *, device):
     """The mean of p(x|z) mapped to data space, float64 of shape (n_samples, n_features)."""
     rows = _chunk_rows(CHUNK_ELEMENTS // _widest_layer(module))

@@ -35,9 +35,14 @@ class Parameter(NamedTuple):
 _POSITIVE_INT = [Interval(Integral, 1, None, closed="left")]
 
 SHARED = (
-    Parameter("n_components", 16, _POSITIVE_INT, "int", """\
+    Parameter("n_components", 16, [StrOptions({"auto"}), *_POSITIVE_INT], "int or 'auto'", """\
 Dimension of the latent space z, as in PCA. Dimensions the data do not
-need collapse onto the prior and cost little, hence a generous default."""),
+need collapse onto the prior and cost little, hence a generous default.
+``'auto'``: :meth:`fit` first trains 16 for ``min(20, max_iter)`` epochs,
+then trains anew with as many as that encoder uses (those whose posterior
+mean varies over the rows by a variance above 0.01; at least 1), about a
+tenth more time; :meth:`partial_fit` builds 16 (user guide, "Choosing
+``n_components`` and layers"). ``n_components_`` holds the number."""),
     Parameter("hidden_layer_sizes", (256, 256), ["array-like", *_POSITIVE_INT], "tuple of int", """\
 Widths of the encoder's hidden layers; the decoder mirrors them. ``()``
 gives linear networks: with the Gaussian likelihood, factor analysis."""),
@@ -188,12 +193,21 @@ def docs(params):
 _MIN_VALIDATION_ROWS = 20
 
 
+# n_components='auto': a first fit of AUTO_COMPONENTS latent dimensions for at most
+# AUTO_FIRST_EPOCHS epochs, then a fit with the dimensions whose posterior mean
+# varies over the rows by more than USED_VARIANCE (the prior's variance is 1).
+AUTO_COMPONENTS = 16
+AUTO_FIRST_EPOCHS = 20
+USED_VARIANCE = 0.01
+
+
 class Settings(NamedTuple):
     """The parameters of one fit, checked and with their ``'auto'`` values resolved."""
 
     likelihoods: tuple  # those a fresh fit trains, the best kept; () when the fit continues the model
-    model: dict  # what a new model is built with: hidden_layer_sizes, low and high (bounds), power
+    model: dict  # what a new model is built with: n_components, hidden_layer_sizes, low and high (bounds), power
     training: dict  # the ``TrainingOptions`` that come from the parameters
+    first_epochs: int = 0  # n_components='auto': epochs of the first fit that counts the dimensions used; 0: none
 
 
 def check_settings(estimator, shape, *, incremental, fresh, table):
@@ -241,7 +255,9 @@ def check_settings(estimator, shape, *, incremental, fresh, table):
     if not plain:
         _check_table_settings(likelihood, support, est.bounds)
     low, high = bounds_arrays(est.bounds, n_features, owner, likelihood)
+    auto_components = isinstance(est.n_components, str)
     model = dict(
+        n_components=AUTO_COMPONENTS if auto_components else est.n_components,
         hidden_layer_sizes=hidden_sizes(est.hidden_layer_sizes, owner),
         low=low,
         high=high,
@@ -252,7 +268,8 @@ def check_settings(estimator, shape, *, incremental, fresh, table):
     # first: its integers' interval masses and spikes need the mixture's shapes, and its
     # fits are the slowest to double.
     auto = est.likelihood == "auto" and training["early_stopping"] and plain
-    return Settings(est._auto_likelihoods if auto else (likelihood,), model, training)
+    first_epochs = min(AUTO_FIRST_EPOCHS, est.max_iter) if auto_components and not incremental else 0
+    return Settings(est._auto_likelihoods if auto else (likelihood,), model, training, first_epochs)
 
 
 def check_scoring_parameters(estimator):

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from scipy.integrate import trapezoid
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from torch.distributions import MultivariateNormal, TransformedDistribution
 
 from skvae import VAEDensityEstimator
@@ -229,3 +230,60 @@ def test_likelihood_auto_keeps_the_candidate_that_trained_when_the_other_diverge
     with pytest.raises(ValueError, match=r"diverged in epoch 1 \(gaussian_mixture\)"):
         de.fit(X)
     assert not hasattr(de, "net_")
+
+
+AUTO = dict(n_components="auto", hidden_layer_sizes=(32,), likelihood="gaussian", max_iter=30, random_state=0)
+
+
+def test_n_components_auto_keeps_the_dimensions_the_encoder_uses():
+    # Rows on a 2-D plane in 8-D, with little noise: a first fit of 16 latent
+    # dimensions uses about 2 and lets the rest collapse onto the prior.
+    X = _ppca_data(2000, n_features=8, n_components=2, noise=0.05, seed=3)
+    de = VAEDensityEstimator(**AUTO).fit(X)
+    assert 2 <= de.n_components_ <= 3
+    assert de.net_.module_.n_components == de.n_components_
+    assert np.isfinite(de.score_samples(X[:20])).all()
+    # More dimensions in the data, more kept.
+    X6 = _ppca_data(2000, n_features=8, n_components=6, noise=0.05, seed=3)
+    assert VAEDensityEstimator(**AUTO).fit(X6).n_components_ >= 6
+
+
+def test_n_components_auto_counts_on_a_first_fit_then_fits_anew(monkeypatch):
+    # The fit proper is the fit of n_components_ dimensions from scratch, on
+    # the same rows and seed: nothing of the first fit's weights carries over.
+    calls = _count_trainings(monkeypatch)
+    X = _ppca_data(2000, n_features=8, n_components=3, noise=0.05, seed=4)
+    auto = VAEDensityEstimator(**AUTO).fit(X)
+    first, proper = calls
+    assert first.module_.n_components == 16 and len(first.history) == 20
+    assert proper.module_.n_components == auto.n_components_ < 16
+    fixed = VAEDensityEstimator(**{**AUTO, "n_components": auto.n_components_}).fit(X)
+    assert auto.loss_curve_ == fixed.loss_curve_
+    np.testing.assert_array_equal(auto.score_samples(X[:50]), fixed.score_samples(X[:50]))
+
+
+def test_n_components_auto_first_fit_is_short_and_quiet(monkeypatch):
+    from skorch.callbacks import Callback
+
+    class Epochs(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            seen.append(len(net.history))
+
+    seen, calls = [], _count_trainings(monkeypatch)
+    X = _ppca_data(300, n_features=8, n_components=3, noise=0.05, seed=4)
+    # max_iter below 20 caps the first fit; the user's callbacks see the fit proper only.
+    de = VAEDensityEstimator(**{**AUTO, "max_iter": 5, "early_stopping": False}, callbacks=[Epochs()])
+    with pytest.warns(ConvergenceWarning) as record:
+        de.fit(X)
+    assert [len(net.history) for net in calls] == [5, 5]
+    assert seen == [1, 2, 3, 4, 5]
+    assert len(record) == 1  # the first fit's max_iter is its own business
+
+
+def test_n_components_auto_in_partial_fit_builds_16(monkeypatch):
+    calls = _count_trainings(monkeypatch)
+    X = _ppca_data(300, noise=0.05, seed=4)
+    de = VAEDensityEstimator(**AUTO).partial_fit(X)
+    assert de.n_components_ == 16
+    assert de.partial_fit(X).n_components_ == 16
+    assert len(calls) == 2  # one epoch a call, no first fit

@@ -52,7 +52,8 @@ def _assert_same(loaded, est, X):
     {"bounds": (np.full(3, -10.0), np.full(3, 10.0)), "hidden_layer_sizes": ()},
     {"likelihood": "continuous_bernoulli", "bound": "elbo"},
     {"likelihood": "bernoulli", "early_stopping": True, "activation": "tanh"},
-], ids=["gaussian", "bounds", "array-bounds", "continuous_bernoulli", "bernoulli-early"])
+    {"n_components": "auto", "max_iter": 20},
+], ids=["gaussian", "bounds", "array-bounds", "continuous_bernoulli", "bernoulli-early", "auto-components"])
 def test_load_gives_identical_outputs_and_attributes(Estimator, params, X, tmp_path):
     data = {"bernoulli": X > 0, "continuous_bernoulli": 1 / (1 + np.exp(-X))}.get(params.get("likelihood"), X)
     est = Estimator(**{**FAST, **params}).fit(data)
@@ -62,6 +63,9 @@ def test_load_gives_identical_outputs_and_attributes(Estimator, params, X, tmp_p
         np.testing.assert_array_equal(loaded.bounds[0], params["bounds"][0])
         loaded.bounds = est.bounds  # arrays do not compare with ==
     _assert_same(loaded, est, data)
+    if params.get("n_components") == "auto":
+        # The model is rebuilt at the width the first fit chose, not the 16 it started from.
+        assert 1 <= loaded.n_components_ < 16
 
 
 def test_feature_names_and_float32_survive(X, tmp_path):
