@@ -3,7 +3,6 @@
 import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -322,13 +321,19 @@ class _BaseVAE(_ReadsRows):
         if settings.first_epochs:
             # n_components='auto': a short first fit, without the user's callbacks,
             # counts the latent dimensions the encoder uses; the fit proper
-            # starts anew with that many, on the same rows and seed.
+            # starts anew with that many, on the same rows and seed. The first
+            # model is thrown away, and so are its warnings (max_iter, a late
+            # divergence); if it fails, the fit fails and leaves no model.
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                first, _ = self._train(
-                    X, seed, model, missing, settings.likelihoods,
-                    options._replace(max_epochs=settings.first_epochs, callbacks=()),
-                )
+                warnings.simplefilter("ignore")
+                try:
+                    first, _ = self._train(
+                        X, seed, model, missing, settings.likelihoods,
+                        options._replace(max_epochs=settings.first_epochs, callbacks=()),
+                    )
+                except BaseException:
+                    self._discard_fit()
+                    raise
             used = _inference.used_components(first.module_, X, device=first.device, min_variance=USED_VARIANCE)
             model = {**model, "n_components": used}
         self._copy_fitted(*self._train(X, seed, model, missing, settings.likelihoods, options), X)

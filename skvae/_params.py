@@ -41,8 +41,10 @@ need collapse onto the prior and cost little, hence a generous default.
 ``'auto'``: :meth:`fit` first trains 16 for ``min(20, max_iter)`` epochs,
 then trains anew with as many as that encoder uses (those whose posterior
 mean varies over the rows by a variance above 0.01; at least 1), about a
-tenth more time; :meth:`partial_fit` builds 16 (user guide, "Choosing
-``n_components`` and layers"). ``n_components_`` holds the number."""),
+tenth more time. With few rows or epochs the unused ones may not have
+collapsed yet, and all 16 are kept. :meth:`partial_fit` builds 16 (user
+guide, "Choosing ``n_components`` and layers"). ``n_components_`` holds
+the number."""),
     Parameter("hidden_layer_sizes", (256, 256), ["array-like", *_POSITIVE_INT], "tuple of int", """\
 Widths of the encoder's hidden layers; the decoder mirrors them. ``()``
 gives linear networks: with the Gaussian likelihood, factor analysis."""),

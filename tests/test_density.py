@@ -287,3 +287,21 @@ def test_n_components_auto_in_partial_fit_builds_16(monkeypatch):
     assert de.n_components_ == 16
     assert de.partial_fit(X).n_components_ == 16
     assert len(calls) == 2  # one epoch a call, no first fit
+
+
+def test_n_components_auto_first_fit_that_fails_leaves_no_model(monkeypatch):
+    # An interrupt after two epochs of the first fit: the 16-dimension model it
+    # was training is not the user's, so the estimator is left unfitted.
+    import skvae._base
+
+    real = skvae._base.train
+
+    def interrupted(net, X, options):
+        real(net, X, options._replace(max_epochs=2))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(skvae._base, "train", interrupted)
+    de = VAEDensityEstimator(**AUTO)
+    with pytest.raises(KeyboardInterrupt):
+        de.fit(_ppca_data(200, noise=0.05, seed=4))
+    assert not hasattr(de, "net_") and not hasattr(de, "n_components_")
