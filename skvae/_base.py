@@ -69,6 +69,7 @@ class _BaseVAE(_ReadsRows):
         activation="elu",
         likelihood="auto",
         n_mixture_components=5,
+        prior="normal",
         bounds=None,
         power_transform=False,
         categorical_features="from_dtype",
@@ -99,6 +100,7 @@ class _BaseVAE(_ReadsRows):
         self.activation = activation
         self.likelihood = likelihood
         self.n_mixture_components = n_mixture_components
+        self.prior = prior
         self.bounds = bounds
         self.power_transform = power_transform
         self.categorical_features = categorical_features
@@ -323,12 +325,15 @@ class _BaseVAE(_ReadsRows):
             # counts the latent dimensions the encoder uses; the fit proper
             # starts anew with that many, on the same rows and seed. The first
             # model is thrown away, and so are its warnings (max_iter, a late
-            # divergence); if it fails, the fit fails and leaves no model.
+            # divergence); if it fails, the fit fails and leaves no model. It
+            # has the N(0, I) prior, onto which an unused dimension collapses:
+            # under a learned mixture the encoder can spend every dimension on
+            # choosing a component.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
                     first, _ = self._train(
-                        X, seed, model, missing, settings.likelihoods,
+                        X, seed, {**model, "prior_components": 0}, missing, settings.likelihoods,
                         options._replace(max_epochs=settings.first_epochs, callbacks=()),
                     )
                 except BaseException:
@@ -407,7 +412,7 @@ class _BaseVAE(_ReadsRows):
         config = dict(
             n_features=X.shape[1], n_components=model["n_components"], hidden_layer_sizes=model["hidden_layer_sizes"],
             activation=self.activation, likelihood=likelihood, n_mixture_components=self.n_mixture_components,
-            mask_input=missing,
+            mask_input=missing, prior_components=model["prior_components"],
         )
         check_support(X, likelihood, support, model["low"], model["high"])
         discrete = self._discrete_mask(X, table, support)

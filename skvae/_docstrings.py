@@ -57,7 +57,10 @@ Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes.
 ICLR.
 
 Burda, Y., Grosse, R. and Salakhutdinov, R. (2016). Importance Weighted
-Autoencoders. ICLR."""
+Autoencoders. ICLR.
+
+Tomczak, J. M. and Welling, M. (2018). VAE with a VampPrior. AISTATS
+(the learned mixture-of-Gaussians prior of ``prior='mixture'``)."""
 
 SHARED = {
     "references": _REFERENCES,

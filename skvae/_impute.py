@@ -120,6 +120,7 @@ indicator_ : MissingIndicator or None
         activation="elu",
         likelihood="auto",
         n_mixture_components=5,
+        prior="normal",
         bounds=None,
         power_transform=False,
         categorical_features="from_dtype",

@@ -8,11 +8,12 @@ log |dy/dx| (``DataMap``), so every density the module reports is in data
 space (user guide, "What score_samples measures").
 """
 
+import math
 from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal, kl_divergence
 
 from ._elementwise import elu, sigmoid, silu, softplus
 from ._bounds import chunked_bound, log_importance_weights, observed_log_prob
@@ -42,6 +43,9 @@ ACTIVATIONS = {
 
 # Floor on the encoder's standard deviation, so log q(z|x) stays finite.
 MIN_LATENT_SCALE = 1e-4
+# The raw scale of a learned prior's components at the start: softplus of it
+# plus the floor is 1, so each starts as wide as N(0, I).
+_RAW_UNIT_SCALE = math.log(math.expm1(1.0 - MIN_LATENT_SCALE))
 # Caps on the encoder's mean and standard deviation at inference. Under the
 # N(0, I) prior they cost over 5e3 nats of KL, so a trained model never
 # reaches them on its data (training skips them: two ops per step); they keep
@@ -84,7 +88,7 @@ def build_mlp(sizes, activation):
 
 
 class VAEModule(nn.Module):
-    """A VAE with a diagonal Gaussian posterior and a standard normal prior.
+    """A VAE with a diagonal Gaussian posterior and a standard normal or learned mixture prior.
 
     Parameters
     ----------
@@ -110,6 +114,10 @@ class VAEModule(nn.Module):
         integer columns (integers by the mass of their interval) and a
         categorical distribution each categorical column. None: every
         feature is real (or as the likelihood says).
+    prior_components : int, default=0
+        0: p(z) = N(0, I). Otherwise p(z) is a mixture of this many diagonal
+        Gaussians whose weights, means and scales are parameters of the
+        module, learned with the rest (``prior``).
     """
 
     def __init__(
@@ -123,6 +131,7 @@ class VAEModule(nn.Module):
         data_map=(),
         mask_input=False,
         columns=None,
+        prior_components=0,
     ):
         super().__init__()
         self.arguments = dict(
@@ -158,6 +167,14 @@ class VAEModule(nn.Module):
         # linear decoder the model is factor analysis, x ~ N(b, W W^T + diag(s^2)).
         self.raw_scale = nn.Parameter(torch.zeros(n_numeric)) if self.likelihood.has_scale else None
         self.data_map = DataMap(data_map, n_numeric)
+        # Built last, so that a model's other weights start from the same
+        # draws with either prior.
+        self.prior_components = prior_components
+        if prior_components:
+            self.arguments["prior_components"] = prior_components
+            self.prior_logits = nn.Parameter(torch.zeros(prior_components))
+            self.prior_loc = nn.Parameter(torch.randn(prior_components, n_components))
+            self.prior_raw_scale = nn.Parameter(torch.full((prior_components, n_components), _RAW_UNIT_SCALE))
 
     def config(self):
         """The constructor's arguments, JSON-ready, less the data map's arrays (they are buffers)."""
@@ -218,17 +235,34 @@ class VAEModule(nn.Module):
         return Independent(TableRows(numeric.base_dist, params[..., n_numeric:], self.layout, bins), 1)
 
     def prior(self):
-        """p(z) = N(0, I)."""
+        """p(z): N(0, I), or the learned mixture of diagonal Gaussians (``prior_components``)."""
+        if self.prior_components:
+            scale = softplus(self.prior_raw_scale) + MIN_LATENT_SCALE
+            components = Independent(Normal(self.prior_loc, scale, validate_args=False), 1)
+            return MixtureSameFamily(Categorical(logits=self.prior_logits, validate_args=False), components, validate_args=False)
         weight = self.encoder_head.weight
         zeros = weight.new_zeros(self.n_components)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
+
+    def kl(self, qz, pz, eps):
+        """KL(q(z|y) || p(z)) per row: in closed form for N(0, I); for a
+        learned mixture, which has none, the mean of log q(z) - log p(z) over
+        the draws z = mu + sigma * eps (``eps`` of shape (K, n_components))."""
+        if not self.prior_components:
+            return kl_divergence(qz, pz)
+        loc, scale = qz.base_dist.loc, qz.base_dist.scale
+        z = loc + scale * eps.to(loc)[:, None, :]
+        # Each row's draws reduced contiguously, in float64 (as ``chunked_bound``
+        # does): a mean over the outer axis would round a row's value
+        # differently by its place in the batch.
+        return (qz.log_prob(z) - pz.log_prob(z)).T.to(torch.float64).contiguous().mean(1)
 
     def forward(self, x, log_det=None, mask=None, n_draws=1, bins=None):
         """Terms of the training bound from ``n_draws`` reparameterised draws per row.
 
         Returns ``TrainingTerms``: ``log_px`` and ``kl`` of shape (n_draws, n),
-        ``log_det`` of shape (n,). With one draw, ``kl`` is the analytic
-        KL(q(z|y) || p(z)) (lower variance); with more, it is the per-draw
+        ``log_det`` of shape (n,). With one draw and the N(0, I) prior, ``kl``
+        is the analytic KL(q(z|y) || p(z)) (lower variance); otherwise it is the per-draw
         log q(z_k|y) - log p(z_k) that the importance weights need, so that
         ``log_px - kl`` are the log-weights of IWAE_K in both cases.
 
@@ -240,7 +274,7 @@ class VAEModule(nn.Module):
         y, log_det, mask, bins = self.preprocess(x) if log_det is None else (x, log_det, mask, bins)
         qz, pz = self.encode(y, mask), self.prior()
         z = qz.rsample((n_draws,))
-        if n_draws == 1:
+        if n_draws == 1 and not self.prior_components:
             kl = kl_divergence(qz, pz)[None]
         else:
             kl = qz.log_prob(z) - pz.log_prob(z)
@@ -335,7 +369,7 @@ class VAEModule(nn.Module):
                 else:
                     yield observed_log_prob(px, y, mask)
 
-        kl = kl_divergence(qz, pz) if bound == "elbo" or kl_penalty else None
+        kl = self.kl(qz, pz, eps) if bound == "elbo" or kl_penalty else None
         value = chunked_bound(per_chunk(), n_draws=len(eps), bound=bound, kl=kl).to(torch.float64) + log_det
         if kl_penalty:
             value = value - kl_penalty * kl.to(torch.float64)
@@ -382,7 +416,7 @@ class VAEModule(nn.Module):
                 row = row.double()[..., None]
                 yield torch.cat([row, row - columns.double()], dim=-1).flatten(1)
 
-        kl = kl_divergence(qz, pz)[:, None].expand(n, n_features + 1).flatten() if bound == "elbo" else None
+        kl = self.kl(qz, pz, eps)[:, None].expand(n, n_features + 1).flatten() if bound == "elbo" else None
         value = chunked_bound(per_chunk(), n_draws=len(eps), bound=bound, kl=kl).to(torch.float64)
         # The row's log-Jacobian, less each column's share for the row without it.
         log_det = log_det.to(torch.float64)[:, None]

@@ -180,6 +180,7 @@ feature_scales_ : ndarray of shape (n_features,)
         activation="relu",
         likelihood="gaussian",
         n_mixture_components=5,
+        prior="normal",
         bounds=None,
         power_transform="auto",
         categorical_features="from_dtype",

@@ -61,6 +61,12 @@ feature), for real values; ``'bernoulli'`` for {0, 1};
 on the early-stopping rows, or the mixture if it has none (see its Notes)."""),
     Parameter("n_mixture_components", 5, _POSITIVE_INT, "int", """\
 Gaussians per feature of the ``'gaussian_mixture'`` likelihood."""),
+    Parameter("prior", "normal", [StrOptions({"normal", "mixture"})], "{'normal', 'mixture'}", """\
+The prior p(z): ``'normal'``, N(0, I); ``'mixture'``, a mixture of 10
+diagonal Gaussians whose weights, means and scales are learned with the
+rest, for data whose codes do not fill N(0, I): clusters, or sheets of
+a surface (user guide, "Choosing a prior"). Its KL term has no closed
+form; the model's draws estimate it (a one-draw fit, ``bound='elbo'``)."""),
     Parameter("bounds", None, [None, tuple, list], "tuple (low, high) or None", """\
 Interval strictly holding real data (pixels, proportions), numbers or
 arrays of shape (n_features,): the model works on
@@ -199,6 +205,8 @@ _MIN_VALIDATION_ROWS = 20
 # AUTO_FIRST_EPOCHS epochs, then a fit with the dimensions whose posterior mean
 # varies over the rows by more than USED_VARIANCE (the prior's variance is 1).
 AUTO_COMPONENTS = 16
+# Components of the learned prior (prior='mixture').
+PRIOR_COMPONENTS = 10
 AUTO_FIRST_EPOCHS = 20
 USED_VARIANCE = 0.01
 
@@ -207,7 +215,7 @@ class Settings(NamedTuple):
     """The parameters of one fit, checked and with their ``'auto'`` values resolved."""
 
     likelihoods: tuple  # those a fresh fit trains, the best kept; () when the fit continues the model
-    model: dict  # what a new model is built with: n_components, hidden_layer_sizes, low and high (bounds), power
+    model: dict  # what a new model is built with: n_components, hidden_layer_sizes, low and high (bounds), power, prior_components
     training: dict  # the ``TrainingOptions`` that come from the parameters
     first_epochs: int = 0  # n_components='auto': epochs of the first fit that counts the dimensions used; 0: none
 
@@ -264,6 +272,7 @@ def check_settings(estimator, shape, *, incremental, fresh, table):
         low=low,
         high=high,
         power=_power_transform(est, likelihood, support),
+        prior_components=PRIOR_COMPONENTS if est.prior == "mixture" else 0,
     )
     # 'auto' trains each of _auto_likelihoods (all of real values) and keeps the one that
     # scores the held-out rows best; a table with categorical or integer columns keeps the

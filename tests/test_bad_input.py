@@ -307,7 +307,7 @@ INVALID_PARAMETERS = [
     ("hidden_layer_sizes", 0), ("hidden_layer_sizes", (8, 0)), ("hidden_layer_sizes", (8.5,)),
     ("hidden_layer_sizes", (True,)), ("hidden_layer_sizes", "8"),
     ("activation", "sigmoid"), ("likelihood", "poisson"),
-    ("n_mixture_components", 0), ("n_mixture_components", 2.5),
+    ("n_mixture_components", 0), ("n_mixture_components", 2.5), ("prior", "vamp"), ("prior", None),
     ("n_training_importance_samples", 0), ("n_training_importance_samples", 1.5),
     ("learning_rate", "invscaling"),
     ("bounds", (0,)), ("bounds", (0, 1, 2)), ("bounds", (1, 0)), ("bounds", (0, np.inf)), ("bounds", "ab"),

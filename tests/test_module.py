@@ -195,3 +195,46 @@ def test_column_log_marginals_rescore_each_row_without_a_column_from_the_rows_pr
     assert (got[0] == 0).all() and got[1, 1] == 0 and (got[1, 2:] == got[1, 0]).all() and got[1, 0] != 0
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-9)
     torch.testing.assert_close(got[:, 0], full, rtol=0, atol=0)
+
+
+def test_a_learned_prior_leaves_the_networks_initial_weights_as_they_were():
+    plain, mixture = _module(), _module(prior_components=3)
+    for name, weight in plain.state_dict().items():
+        torch.testing.assert_close(mixture.state_dict()[name], weight, rtol=0, atol=0)
+    # The prior's own weights start as equal components as wide as N(0, I), at spread-out means.
+    pz = mixture.prior()
+    assert isinstance(pz, torch.distributions.MixtureSameFamily) and pz.mixture_distribution.probs.shape == (3,)
+    torch.testing.assert_close(pz.component_distribution.base_dist.scale, torch.ones(3, 2))
+    assert pz.component_distribution.base_dist.loc.std() > 0.1
+
+
+def test_a_learned_prior_is_trained_through_the_bound():
+    module = _module(shift=np.zeros(3), scale=np.ones(3), prior_components=3)
+    log_px, kl, _ = module(torch.randn(5, 3), n_draws=2)
+    (log_px - kl).sum().backward()
+    for name in ("prior_logits", "prior_loc", "prior_raw_scale"):
+        assert getattr(module, name).grad.abs().sum() > 0
+
+
+def test_a_learned_priors_kl_is_estimated_from_the_same_draws():
+    # A mixture prior has no closed-form KL: the ELBO, the detector's penalty
+    # and a one-draw training step estimate it from the draws z_k themselves.
+    module = _module(shift=np.zeros(3), scale=np.ones(3), prior_components=3)
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    eps = torch.randn(40, 2, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        qz, pz = module.encode(x), module.prior()
+        z = qz.mean + qz.stddev * eps[:, None, :]
+        log_px, log_ratio = module.decode(z).log_prob(x), qz.log_prob(z) - pz.log_prob(z)
+        elbo = module.log_marginal(x, eps, bound="elbo")
+        torch.testing.assert_close(elbo, (log_px - log_ratio).mean(0).double(), rtol=1e-6, atol=1e-6)
+        iwae = module.log_marginal(x, eps, bound="iwae")
+        torch.testing.assert_close(
+            module.log_marginal(x, eps, bound="iwae", kl_penalty=2.0), iwae - 2.0 * log_ratio.mean(0).double(),
+            rtol=1e-6, atol=1e-6,
+        )
+        torch.manual_seed(3)
+        _, kl, _ = module(x, n_draws=1)
+        torch.manual_seed(3)
+        z = qz.rsample((1,))
+        torch.testing.assert_close(kl, qz.log_prob(z) - pz.log_prob(z))

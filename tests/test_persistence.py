@@ -53,7 +53,8 @@ def _assert_same(loaded, est, X):
     {"likelihood": "continuous_bernoulli", "bound": "elbo"},
     {"likelihood": "bernoulli", "early_stopping": True, "activation": "tanh"},
     {"n_components": "auto", "max_iter": 20},
-], ids=["gaussian", "bounds", "array-bounds", "continuous_bernoulli", "bernoulli-early", "auto-components"])
+    {"prior": "mixture", "bound": "elbo"},
+], ids=["gaussian", "bounds", "array-bounds", "continuous_bernoulli", "bernoulli-early", "auto-components", "mixture-prior"])
 def test_load_gives_identical_outputs_and_attributes(Estimator, params, X, tmp_path):
     data = {"bernoulli": X > 0, "continuous_bernoulli": 1 / (1 + np.exp(-X))}.get(params.get("likelihood"), X)
     est = Estimator(**{**FAST, **params}).fit(data)
