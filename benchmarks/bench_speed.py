@@ -204,6 +204,7 @@ def skvae_fit(X, *, epochs, early_stopping, device, seed):
         hidden_layer_sizes=HIDDEN,
         activation="relu",
         likelihood="gaussian",
+        prior="normal",  # the reference's N(0, I)
         n_training_importance_samples=1,  # the reference's ELBO with one draw
         learning_rate="constant",
         learning_rate_init=1e-3,
@@ -530,7 +531,7 @@ def _run_section(section, args, big):
         return anomaly_section(args.data_dir, args.anomaly_datasets or found, device=args.device)
     if section == "score":
         # The reference computes a Gaussian decoder's log-density in closed form.
-        est = VAEDensityEstimator(N_COMPONENTS, hidden_layer_sizes=HIDDEN, likelihood="gaussian",
+        est = VAEDensityEstimator(N_COMPONENTS, hidden_layer_sizes=HIDDEN, likelihood="gaussian", prior="normal",
                                   activation="relu", max_iter=2, early_stopping=False,
                                   device=args.device, random_state=0)
         return score_section(_fit_quietly(est, big[:20_000]), big[20_000:], rounds=args.rounds)

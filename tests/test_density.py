@@ -9,11 +9,11 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from torch.distributions import MultivariateNormal, TransformedDistribution
 
-from skvae import VAEDensityEstimator
+from skvae import VAEDensityEstimator, VAETransformer
 from skvae._likelihoods import MIN_SCALE
 from skvae._module import MIN_LATENT_SCALE
 
-LINEAR = dict(hidden_layer_sizes=(), likelihood="gaussian", random_state=0)
+LINEAR = dict(hidden_layer_sizes=(), likelihood="gaussian", prior="normal", random_state=0)
 
 
 def _ppca_data(n_samples, *, n_features=6, n_components=2, noise=0.5, seed=0):
@@ -305,3 +305,32 @@ def test_n_components_auto_first_fit_that_fails_leaves_no_model(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         de.fit(_ppca_data(200, noise=0.05, seed=4))
     assert not hasattr(de, "net_") and not hasattr(de, "n_components_")
+
+
+def _two_blobs(n_samples, seed):
+    """Rows near two short segments 8 units apart in 3-D: codes that N(0, I) cannot split."""
+    rng = np.random.default_rng(seed)
+    side = rng.integers(0, 2, n_samples) * 2 - 1
+    t = rng.normal(size=n_samples)
+    X = np.c_[3 * side + 0.3 * t, 3 * side - 0.3 * t, 0.5 * t + side]
+    return X + 0.05 * rng.normal(size=X.shape)
+
+
+def test_prior_mixture_learns_separate_clusters_that_the_normal_prior_joins():
+    # A decoder of N(0, I) must carry some mass across the gap between the
+    # clusters; a learned mixture puts its components on each side.
+    X_train, X_test = _two_blobs(1000, seed=0), _two_blobs(800, seed=1)
+    params = dict(n_components=2, hidden_layer_sizes=(32, 32), likelihood="gaussian", max_iter=60, random_state=0)
+    scores, between = {}, {}
+    for prior in ("normal", "mixture"):
+        de = VAEDensityEstimator(prior=prior, **params).fit(X_train)
+        scores[prior] = de.score(X_test)
+        between[prior] = np.mean(np.abs(de.sample(2000, random_state=0)[:, 0]) < 1.5)
+    assert de.net_.module_.prior_components == 10
+    assert scores["mixture"] > scores["normal"] + 0.4
+    assert between["mixture"] < 0.02 < 0.05 < between["normal"]
+
+
+def test_density_defaults_are_the_shared_ones_but_the_learned_prior():
+    params, shared = VAEDensityEstimator().get_params(), VAETransformer().get_params()
+    assert params == {**shared, "prior": "mixture"} and shared["prior"] == "normal"

@@ -17,11 +17,12 @@ from skvae._likelihoods import MIN_SCALE
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 FAST = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=5, n_importance_samples=8, random_state=0)
-# A linear decoder, whose marginal has a closed form. The linear encoder cannot
+# A linear decoder under N(0, I), whose marginal has a closed form. The linear encoder cannot
 # give each missingness pattern its own exact posterior; IWAE_20 training
 # makes up for it (IWAE_4 left the fit 0.2 nats short of the truth).
 LINEAR = dict(
-    hidden_layer_sizes=(), likelihood="gaussian", n_components=2, n_training_importance_samples=20, random_state=0
+    hidden_layer_sizes=(), likelihood="gaussian", prior="normal", n_components=2, n_training_importance_samples=20,
+    random_state=0,
 )
 
 
@@ -347,7 +348,7 @@ def test_imputer_defaults_are_its_own_and_the_rest_shared():
     own = dict(
         n_importance_samples=1000, learning_rate_init=1e-3, max_iter=200, discrete_features="auto", early_stopping=False
     )
-    params, shared = VAEImputer().get_params(), VAEDensityEstimator().get_params()
+    params, shared = VAEImputer().get_params(), VAETransformer().get_params()  # the shared defaults
     assert {k: params[k] for k in own} == own
     assert {k: v for k, v in params.items() if k not in own and k in shared} == {
         k: v for k, v in shared.items() if k not in own and k in params
