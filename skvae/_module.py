@@ -164,7 +164,8 @@ class VAEModule(nn.Module):
         )
         # A learned per-feature scale, so that log p(x) is a density and not a
         # scaled squared error (user guide, "Choosing a likelihood"): with a
-        # linear decoder the model is factor analysis, x ~ N(b, W W^T + diag(s^2)).
+        # linear decoder and the N(0, I) prior the model is factor analysis,
+        # x ~ N(b, W W^T + diag(s^2)).
         self.raw_scale = nn.Parameter(torch.zeros(n_numeric)) if self.likelihood.has_scale else None
         self.data_map = DataMap(data_map, n_numeric)
         # Built last, so that a model's other weights start from the same

@@ -136,13 +136,18 @@ def load(path, *, device="cpu"):
         raise ValueError(f"The model file names estimator {name!r}, not one of {sorted(_ESTIMATORS)}.")
     estimator = _ESTIMATORS[name]()
     params = _decode(_parse_json(metadata, "params"))
+    module = _parse_json(metadata, "module")
+    if "prior" not in params:
+        # A file written before ``prior`` existed holds an N(0, I) model,
+        # whatever the estimator's default is now.
+        params["prior"] = "mixture" if module.get("prior_components") else "normal"
     _check_known(set(params), set(estimator.get_params()), "parameters")
     estimator.set_params(**{**params, "device": device})
     estimator._validate_params()
     attributes = _decode(_parse_json(metadata, "attributes"))
     _check_attributes(attributes, type(estimator)._saved_attributes)
     vars(estimator).update(attributes)
-    estimator._set_net(_rebuild_net(_parse_json(metadata, "module"), tensors, estimator))
+    estimator._set_net(_rebuild_net(module, tensors, estimator))
     return estimator
 
 

@@ -101,7 +101,7 @@ class VAETransformer(_BaseVAE, ClassNamePrefixFeaturesOutMixin, TransformerMixin
         if np.abs(Z).max() > MAX_LATENT_LOC:
             raise ValueError(
                 f"inverse_transform expects latent values in [-{MAX_LATENT_LOC:g}, "
-                f"{MAX_LATENT_LOC:g}], the range of transform (the prior N(0, I) has no "
+                f"{MAX_LATENT_LOC:g}], the range of transform (the prior has next to no "
                 f"mass beyond); X has values up to {np.abs(Z).max():.3g}."
             )
         X = _inference.decoder_mean(self.net_.module_, Z, device=self.net_.device)

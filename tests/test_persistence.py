@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from skorch.callbacks import LRScheduler
 
@@ -354,3 +355,18 @@ def test_a_malicious_pickle_is_refused_and_never_runs(X, tmp_path):
     # The payload is live: unpickling the first file does run it.
     pickle.loads(payload)
     assert marker.exists()
+
+
+def test_a_file_from_before_the_prior_parameter_loads_as_the_normal_prior(X, tmp_path):
+    # Such a file holds an N(0, I) model; the density estimator's default is now the mixture.
+    path = tmp_path / "model.safetensors"
+    de = VAEDensityEstimator(**{**FAST, "prior": "normal"}).fit(X)
+    de.save(path)
+    params = _header(path, "params")
+    del params["prior"]
+    _rewrite(path, metadata={"params": json.dumps(params)})
+    loaded = load(path)
+    assert loaded.prior == "normal" and VAEDensityEstimator().prior == "mixture"
+    np.testing.assert_array_equal(loaded.score_samples(X), de.score_samples(X))
+    refit = clone(loaded).fit(X)
+    assert refit.net_.module_.prior_components == 0
