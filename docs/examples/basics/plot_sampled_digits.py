@@ -8,9 +8,10 @@ images from a :class:`~sklearn.neighbors.KernelDensity` fitted in a PCA space,
 this example fits :class:`skvae.VAEDensityEstimator` to the digits and draws
 new images with ``sample``.
 
-``sample`` draws z from the prior N(0, I) and then x from the decoder's
-distribution p(x|z), so each pixel carries the model's own noise. The decoder's
-mean for the same kind of draw, ``inverse_transform`` of prior draws with
+``sample`` draws z from the prior (the density estimator's is a learned
+mixture of Gaussians) and then x from the decoder's distribution p(x|z), so each
+pixel carries the model's own noise. The decoder's mean for the same kind of
+draw, ``inverse_transform`` of draws from N(0, I), the prior of
 :class:`skvae.VAETransformer`, shows the smooth image behind the noise.
 """
 
@@ -36,7 +37,7 @@ X = (digits.data + np.random.default_rng(0).uniform(size=digits.data.shape)) / 1
 vae = VAEDensityEstimator(bounds=(0, 1), max_iter=max_iter, random_state=0).fit(X)
 vae_samples = vae.sample(44, random_state=0)
 
-# The same model seen as a transformer: decoder means of draws from the prior.
+# The model as a transformer (prior N(0, I)): decoder means of draws from that prior.
 vt = VAETransformer(bounds=(0, 1), max_iter=max_iter, random_state=0).fit(X)
 z = np.random.default_rng(0).standard_normal((44, vt.n_components))
 vae_means = vt.inverse_transform(z)
