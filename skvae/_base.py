@@ -34,7 +34,9 @@ class _BaseVAE(_ReadsRows):
     passing the shared arguments on (``shared_arguments``); a test holds
     each signature to its declaration. A subclass also says what
     its ``'auto'`` values mean (``_auto_likelihoods``,
-    ``_auto_training_importance_samples``, ``_auto_batch_size``).
+    ``_auto_training_importance_samples``, ``_auto_batch_size``), and how
+    long the adaptive schedule waits before it halves the step
+    (``_halving_patience``).
     """
 
     _parameters = parameters()
@@ -60,6 +62,10 @@ class _BaseVAE(_ReadsRows):
     def _auto_batch_size(n_samples):
         """Batches of n/200 rows within [32, 128] (and at most n): about 200 steps per epoch."""
         return min(n_samples, max(32, min(128, n_samples // 200)))
+
+    def _halving_patience(self, n_samples, early_stopping):
+        """Epochs without improvement before ``learning_rate='adaptive'`` halves the step: a quarter of the stopping patience."""
+        return max(1, self.n_iter_no_change // 4)
 
     def __init__(
         self,

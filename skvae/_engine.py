@@ -42,6 +42,7 @@ class TrainingOptions(NamedTuple):
     early_stopping: bool
     validation_fraction: float
     n_iter_no_change: int
+    halving_patience: int  # epochs without improvement before 'adaptive' halves the step
     tol: float
     beta: float
     n_draws: int  # 1 trains on the ELBO, K > 1 on IWAE_K
@@ -131,10 +132,10 @@ def _callbacks(net, options, steps_per_epoch):
         ("stopping", StoppingRule(patience=options.n_iter_no_change, load_best=options.early_stopping, **plateau)),
     ]
     if options.schedule == "adaptive":
-        # Halve the step size when the monitored loss stalls for a quarter
-        # of the stopping patience, so training ends on small steps.
-        patience = max(1, options.n_iter_no_change // 4)
-        callbacks.append(("lr_schedule", LRScheduler(ReduceLROnPlateau, factor=0.5, patience=patience, **plateau)))
+        # Halve the step size when the monitored loss stalls for
+        # halving_patience epochs, so training ends on small steps.
+        schedule = LRScheduler(ReduceLROnPlateau, factor=0.5, patience=options.halving_patience, **plateau)
+        callbacks.append(("lr_schedule", schedule))
     elif options.schedule == "cosine" and not options.incremental:
         # From the initial step size to 0 over this call's max_epochs, every
         # batch; last_epoch=-1 starts each call anew whatever the history.

@@ -120,7 +120,8 @@ before (a ConvergenceWarning says when it does not)."""),
               "{'constant', 'adaptive', 'cosine'}", """\
 Step-size schedule: ``'adaptive'`` (as in MLPRegressor) halves the step
 when the monitored loss has not improved by ``tol`` for
-``max(1, n_iter_no_change // 4)`` epochs; ``'cosine'`` decays it to 0
+``max(1, n_iter_no_change // 4)`` epochs (the density estimator: ``// 2``
+when 100 to 999 rows are held out); ``'cosine'`` decays it to 0
 along a half cosine over ``max_iter`` epochs, batch by batch, so that
 ``max_iter`` is a budget (no ConvergenceWarning when it is spent;
 ``partial_fit`` keeps ``learning_rate_init``). Each fit starts anew."""),
@@ -230,7 +231,8 @@ def check_settings(estimator, shape, *, incremental, fresh, table):
     (``incremental`` for partial_fit; ``fresh`` when a new model is built,
     without which the model's settings are those of the fitted one). What an
     ``'auto'`` means for an estimator is in its ``_auto_likelihoods``,
-    ``_auto_training_importance_samples`` and ``_auto_batch_size``.
+    ``_auto_training_importance_samples`` and ``_auto_batch_size``, and its
+    adaptive schedule's patience in ``_halving_patience``.
 
     Returns
     -------
@@ -240,14 +242,16 @@ def check_settings(estimator, shape, *, incremental, fresh, table):
     n_samples, n_features = shape
     if incremental and not isinstance(est.early_stopping, str) and est.early_stopping:
         raise ValueError("partial_fit does not support early_stopping=True.")
+    early_stopping = False if incremental else _early_stopping(est, n_samples)
     training = dict(
         max_epochs=1 if incremental else est.max_iter,
         batch_size=_batch_size(est, n_samples),
         learning_rate_init=est.learning_rate_init,
         schedule=est.learning_rate,
-        early_stopping=False if incremental else _early_stopping(est, n_samples),
+        early_stopping=early_stopping,
         validation_fraction=est.validation_fraction,
         n_iter_no_change=est.n_iter_no_change,
+        halving_patience=est._halving_patience(n_samples, early_stopping),
         tol=est.tol,
         beta=est.beta,
         n_draws=_resolved(est.n_training_importance_samples, est._auto_training_importance_samples),

@@ -1,4 +1,4 @@
-"""The cosine step-size schedule: a budget of max_iter epochs, decayed batch by batch to 0."""
+"""Step-size schedules: the cosine budget of max_iter epochs, and the adaptive halving's patience."""
 
 import math
 import pickle
@@ -80,3 +80,47 @@ def test_every_estimator_takes_the_cosine_schedule(X, Estimator):
     # A fitted net with the schedule pickles and scores the same after loading.
     again = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
+
+
+def _halving_patience(est):
+    return dict(est.net_.callbacks_)["lr_schedule"].lr_scheduler_.patience
+
+
+@pytest.fixture(scope="module")
+def X_1100():
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(1100, 3))
+
+
+@pytest.mark.parametrize(
+    "n_samples, early_stopping, validation_fraction, patience",
+    [
+        (1000, "auto", 0.1, 10),  # ceil(0.1 * 1000) = 100 rows held out
+        (1000, True, 0.1, 10),
+        (990, "auto", 0.1, 5),  # 99
+        (1000, False, 0.1, 5),  # none
+        (1100, True, 0.9, 10),  # 990
+        (1100, True, 0.91, 5),  # 1,001
+    ],
+)
+def test_density_estimator_halves_later_with_100_to_999_held_out_rows(
+    X_1100, n_samples, early_stopping, validation_fraction, patience
+):
+    """Half the stopping patience with 100 to 999 held-out rows; a quarter with fewer, none, or 1,000 or more."""
+    est = VAEDensityEstimator(
+        max_iter=1, early_stopping=early_stopping, validation_fraction=validation_fraction,
+        n_iter_no_change=20, **FAST,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X_1100[:n_samples])
+    assert _halving_patience(est) == patience
+
+
+@pytest.mark.parametrize("Estimator", [VAETransformer, VAEOutlierDetector])
+def test_other_estimators_halve_after_a_quarter_of_the_stopping_patience(X_1100, Estimator):
+    est = Estimator(learning_rate="adaptive", max_iter=1, early_stopping=True, n_iter_no_change=20, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X_1100[:1000])
+    assert _halving_patience(est) == 5
