@@ -1,12 +1,10 @@
 """VAEDensityEstimator: log p(x) estimates and sampling from a VAE."""
 
-import math
-
 from sklearn.base import BaseEstimator, DensityMixin
 
 from ._base import _BaseVAE
 from ._docstrings import compose
-from ._params import constraints, parameters, shared_arguments
+from ._params import constraints, held_out_rows, parameters, shared_arguments
 from ._persistence import register
 
 # The density estimator's own default: a learned prior (user guide, "Choosing a prior").
@@ -137,6 +135,6 @@ class VAEDensityEstimator(_BaseVAE, DensityMixin, BaseEstimator):
         cost ten times as much and the quarter already ends near the
         truth (user guide, design notes: "The adaptive schedule's patience").
         """
-        held_out = math.ceil(self.validation_fraction * n_samples) if early_stopping else 0
+        held_out = held_out_rows(n_samples, self.validation_fraction) if early_stopping else 0
         share = 2 if _HALVING_HELD_OUT_ROWS[0] <= held_out < _HALVING_HELD_OUT_ROWS[1] else 4
         return max(1, self.n_iter_no_change // share)

@@ -27,6 +27,7 @@ from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from ._arrays import is_memory_mapped
 from ._callbacks import CosineDecay, LastGoodState, TrainingNoise, WeightAveraging
+from ._params import held_out_rows
 from ._rows import ModelSpaceRows, StreamedRows
 from ._skorch_compat import StoppingRule
 from ._torch_utils import derive_seed, seeded_torch
@@ -116,9 +117,9 @@ def configure(net, n_samples, options):
 
 
 def _steps_per_epoch(n_samples, options):
-    """Training batches an epoch: the rows left after the validation split (``ValidSplit``'s count), in batches."""
+    """Training batches an epoch: the rows left after the validation split, in batches."""
     if options.early_stopping:
-        n_samples -= math.ceil(options.validation_fraction * n_samples)
+        n_samples -= held_out_rows(n_samples, options.validation_fraction)
     return math.ceil(n_samples / options.batch_size)
 
 

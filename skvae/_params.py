@@ -310,11 +310,16 @@ def _batch_size(est, n_samples):
     return min(est.batch_size, n_samples)
 
 
+def held_out_rows(n_samples, validation_fraction):
+    """The rows ``ValidSplit`` holds out of ``n_samples`` for early stopping."""
+    return math.ceil(validation_fraction * n_samples)
+
+
 def _early_stopping(est, n_samples):
     """``early_stopping`` resolved: 'auto' is on when the held-out part has enough rows."""
     if isinstance(est.early_stopping, str):
         return n_samples * est.validation_fraction >= _MIN_VALIDATION_ROWS
-    if est.early_stopping and n_samples - math.ceil(n_samples * est.validation_fraction) < 1:
+    if est.early_stopping and n_samples - held_out_rows(n_samples, est.validation_fraction) < 1:
         raise ValueError(
             f"early_stopping=True holds out validation_fraction={est.validation_fraction} "
             f"of the {n_samples} rows, which leaves none to train on; pass more rows, "
